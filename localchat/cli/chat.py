@@ -1,0 +1,122 @@
+"""``localchat chat``: one turn, streamed to the terminal (or one JSON object with ``--json``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from localchat.context import AppContext
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("chat", help="ask the model one question")
+    p.add_argument("--model", "-m", default=None, help="library name or path to a .gguf (default: last used or starter)")
+    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--ctx", type=int, default=None, help="context length in tokens")
+    p.add_argument("--gpu-layers", type=int, default=None, help="override the planner's GPU layer count")
+    p.add_argument("--system", default=None, help="system prompt")
+    p.add_argument("--isolation", choices=("off", "auto", "require"), default=None,
+                   help="worker network sandbox (default: auto, or require when set in settings)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("prompt", help="the question ('-' reads standard input)")
+    p.set_defaults(func=run)
+
+
+def run(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localchat.core.chat.history import default_sampling, fold_system_prompt
+    from localchat.core.chat.messages import (
+        ChatMessage,
+        ContentChunk,
+        ErrorChunk,
+        NoticeChunk,
+        ReasoningChunk,
+        SamplingParams,
+        TurnResult,
+    )
+    from localchat.core.engine.client import EngineClient
+    from localchat.core.engine.session import load_options_for
+    from localchat.core.models.starter import STARTER_NAME
+
+    from localchat.cli import emit_json, fail
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    s = ctx.settings
+    name = args.model or s.last_model or STARTER_NAME
+    if name == STARTER_NAME and ctx.library.get(STARTER_NAME) is None:
+        ctx.ensure_starter()
+    path = ctx.library.resolve(name)
+    n_ctx = args.ctx or s.n_ctx
+    if n_ctx < 256:
+        return fail(f"--ctx must be at least 256 tokens, not {n_ctx}", 2)
+    options = load_options_for(path, n_ctx=n_ctx, settings=s, gpu_layers_override=args.gpu_layers)
+    isolation = args.isolation or ("require" if s.require_isolation else "auto")
+
+    with EngineClient(isolation=isolation) as client:
+        assert client.hello is not None
+        info = client.load(path, options)
+        base = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=args.seed)
+        sampling = default_sampling(info.is_r1, base)
+        overrides: dict[str, Any] = {}
+        if args.temperature is not None:
+            overrides["temperature"] = args.temperature
+        if args.top_p is not None:
+            overrides["top_p"] = args.top_p
+        if args.max_tokens is not None:
+            overrides["max_tokens"] = args.max_tokens
+        sampling = SamplingParams.from_dict({**sampling.to_dict(), **overrides})
+        system = args.system if args.system is not None else s.system_prompt
+        messages = [ChatMessage("system", system)] if system else []
+        messages.append(ChatMessage("user", prompt))
+        if info.is_r1:
+            messages = fold_system_prompt(messages)
+
+        result = TurnResult()
+        in_reasoning = False
+        for chunk in client.chat(messages, sampling):
+            result.add(chunk)
+            if args.json:
+                continue
+            if isinstance(chunk, ReasoningChunk):
+                if not in_reasoning:
+                    sys.stderr.write("[thinking] ")
+                    in_reasoning = True
+                sys.stderr.write(chunk.text)
+                sys.stderr.flush()
+            elif isinstance(chunk, ContentChunk):
+                if in_reasoning:
+                    sys.stderr.write("\n[/thinking]\n")
+                    in_reasoning = False
+                sys.stdout.write(chunk.text)
+                sys.stdout.flush()
+            elif isinstance(chunk, NoticeChunk):
+                sys.stderr.write(f"[note] {chunk.text}\n")
+        if result.error is not None:
+            assert isinstance(result.error, ErrorChunk)
+            return fail(result.error.message)
+        assert result.stats is not None
+        st = result.stats
+        if args.json:
+            emit_json({
+                "model": name,
+                "text": result.text,
+                "reasoning": result.reasoning,
+                "prompt_tokens": st.prompt_tokens,
+                "completion_tokens": st.completion_tokens,
+                "ttft_s": round(st.ttft_s, 4),
+                "decode_tokens_per_s": round(st.decode_tokens_per_s, 2),
+                "load_s": round(info.load_s, 4),
+                "n_gpu_layers": info.offloaded_layers if info.offloaded_layers is not None else info.n_gpu_layers,
+                "n_ctx": info.n_ctx,
+                "finish_reason": st.finish_reason,
+                "notices": result.notices,
+                "isolation": client.hello.isolation,
+            })
+        else:
+            sys.stdout.write("\n")
+            sys.stderr.write(f"[{st.completion_tokens} tokens, TTFT {st.ttft_s:.2f} s, "
+                             f"{st.decode_tokens_per_s:.1f} tok/s]\n")
+    return 0

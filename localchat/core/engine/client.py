@@ -1,0 +1,285 @@
+"""The app-side handle on one inference worker process.
+
+The worker is a separate interpreter (spawned, never forked: the GUI process has threads and Qt state), so a
+crash, abort or out-of-memory kill in llama.cpp takes down only the worker. Its death is reported as
+:class:`WorkerCrashed` with the exit code or signal and whatever text had streamed; a new client can then be
+started. ``cancel`` may be called from any thread; everything else belongs to one thread at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from localchat.core.chat.messages import (
+    ChatMessage,
+    Chunk,
+    ContentChunk,
+    ErrorChunk,
+    ReasoningChunk,
+    SamplingParams,
+    StatsChunk,
+)
+from localchat.core.engine.protocol import (
+    Channel,
+    ChannelClosed,
+    LoadInfo,
+    LoadOptions,
+    WorkerHello,
+    event_to_chunk,
+)
+from localchat.errors import IsolationRequired, LocalChatError, ModelLoadError, WorkerCrashed
+
+log = logging.getLogger(__name__)
+
+_DEAD = {"ev": "__dead__"}
+
+
+def worker_command(isolation: str) -> list[str]:
+    """How to start the worker: the same executable in worker mode when frozen (PyInstaller)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "--worker", "--isolation", isolation]
+    return [sys.executable, "-m", "localchat.core.engine.worker", "--isolation", isolation]
+
+
+def worker_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The worker never needs the network: pin every hub client offline."""
+    env = dict(os.environ if base is None else base)
+    env.update({"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+                "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "the inference worker stopped responding"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (the system may have run out of memory)" if -code == signal.SIGKILL else ""
+        return f"the inference worker was killed by {name}{hint}"
+    return f"the inference worker exited with code {code}"
+
+
+class EngineClient:
+    """Start, drive and stop one worker.
+
+    Args:
+        isolation: the worker's sandbox policy: ``"off"``, ``"auto"`` or ``"require"``.
+        on_stderr: receives each line the worker writes to stderr (logs); default: the debug log.
+    """
+
+    def __init__(self, isolation: str = "auto", on_stderr: Callable[[str], None] | None = None) -> None:
+        self.isolation = isolation
+        self._on_stderr = on_stderr
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._chan: Channel | None = None
+        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._current: str | None = None
+        self.hello: WorkerHello | None = None
+        self.info: LoadInfo | None = None
+
+    # -- life cycle --------------------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 60.0) -> WorkerHello:
+        if self.alive:
+            assert self.hello is not None
+            return self.hello
+        self._events = queue.Queue()
+        proc = subprocess.Popen(worker_command(self.isolation), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=worker_environment(), close_fds=True)
+        assert proc.stdin and proc.stdout and proc.stderr
+        self._proc = proc
+        self._chan = Channel(os.dup(proc.stdout.fileno()), os.dup(proc.stdin.fileno()))
+        proc.stdin.close()
+        proc.stdout.close()
+        threading.Thread(target=self._read_events, args=(self._chan, self._events), name="worker-events",
+                         daemon=True).start()
+        threading.Thread(target=self._read_stderr, args=(proc.stderr,), name="worker-stderr", daemon=True).start()
+        ev = self._next(timeout)
+        if ev["ev"] != "hello":
+            raise LocalChatError(f"unexpected first message from the worker: {ev}")
+        self.hello = WorkerHello(pid=ev["pid"], isolation=ev["isolation"], python=ev["python"])
+        if self.isolation == "require" and not self.hello.isolation.get("isolated"):
+            self.close()
+            raise IsolationRequired(
+                "network isolation is required by your settings but could not be applied: "
+                f"{self.hello.isolation.get('reason', 'unknown reason')}")
+        return self.hello
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Ask the worker to exit; kill it if it does not."""
+        proc, chan = self._proc, self._chan
+        if proc is None:
+            return
+        if chan is not None:
+            try:
+                chan.send({"op": "shutdown"})
+            except ChannelClosed:
+                pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if chan is not None:
+            chan.close()
+        self._proc = self._chan = None
+        self.info = None
+
+    def kill(self) -> None:
+        """Hard-kill the worker (used by tests and by "force stop")."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+
+    def __enter__(self) -> EngineClient:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- operations --------------------------------------------------------------------------------------
+
+    def load(self, path: str | os.PathLike[str], options: LoadOptions | None = None,
+             progress: Callable[[float], None] | None = None) -> LoadInfo:
+        self.start()
+        self._send({"op": "load", "path": str(path), "options": (options or LoadOptions()).to_dict()})
+        while True:
+            ev = self._next()
+            if ev["ev"] == "load_progress":
+                if progress is not None:
+                    progress(float(ev["progress"]))
+            elif ev["ev"] == "loaded":
+                self.info = LoadInfo.from_dict(ev["info"])
+                return self.info
+            elif ev["ev"] == "error":
+                raise ModelLoadError(ev.get("message", "load failed"))
+
+    def unload(self) -> None:
+        if not self.alive:
+            return
+        self._send({"op": "unload"})
+        while self._next()["ev"] != "unloaded":
+            pass
+        self.info = None
+
+    def chat(self, messages: Sequence[ChatMessage], sampling: SamplingParams | None = None,
+             request_id: str | None = None) -> Iterator[Chunk]:
+        """Stream one turn. Ends after a ``StatsChunk`` or ``ErrorChunk``.
+
+        Raises:
+            WorkerCrashed: the worker died mid-turn; ``partial_text`` holds what had streamed.
+        """
+        rid = request_id or uuid.uuid4().hex
+        self._send({"op": "chat", "id": rid, "messages": [m.to_dict() for m in messages],
+                    "sampling": (sampling or SamplingParams()).to_dict()})
+        self._current = rid
+        text, reasoning = [], []
+        try:
+            while True:
+                try:
+                    ev = self._next()
+                except WorkerCrashed as exc:
+                    exc.partial_text, exc.partial_reasoning = "".join(text), "".join(reasoning)
+                    raise
+                chunk = event_to_chunk(ev) if ev["ev"] in ("chunk", "stats", "error") else None
+                if chunk is None or chunk.request_id != rid:
+                    continue
+                if isinstance(chunk, ContentChunk):
+                    text.append(chunk.text)
+                elif isinstance(chunk, ReasoningChunk):
+                    reasoning.append(chunk.text)
+                yield chunk
+                if isinstance(chunk, (StatsChunk, ErrorChunk)):
+                    return
+        finally:
+            self._current = None
+
+    def cancel(self) -> None:
+        """Stop the running turn (thread-safe). The turn still ends with a stats chunk, ``finish_reason='cancelled'``."""
+        if self._chan is not None and self._current is not None:
+            try:
+                self._chan.send({"op": "cancel", "id": self._current})
+            except ChannelClosed:
+                pass
+
+    def ping(self, timeout: float = 5.0) -> bool:
+        self._send({"op": "ping"})
+        return self._next(timeout)["ev"] == "pong"
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        if self._chan is None or not self.alive:
+            raise WorkerCrashed(describe_exit(self._proc.returncode if self._proc else None) +
+                                "; start a new worker", exitcode=self._exitcode(), signal=self._signal())
+        try:
+            self._chan.send(msg)
+        except ChannelClosed:
+            self._raise_dead()
+
+    def _next(self, timeout: float | None = None) -> dict[str, Any]:
+        try:
+            ev = self._events.get(timeout=timeout)
+        except queue.Empty:
+            raise WorkerCrashed(f"the inference worker did not answer within {timeout:.0f} s") from None
+        if ev is _DEAD:
+            self._raise_dead()
+        return ev
+
+    def _raise_dead(self) -> None:
+        proc = self._proc
+        code = None
+        if proc is not None:
+            try:
+                code = proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+        self.info = None
+        raise WorkerCrashed(describe_exit(code), exitcode=code if code is None or code >= 0 else None,
+                            signal=-code if code is not None and code < 0 else None)
+
+    def _exitcode(self) -> int | None:
+        rc = self._proc.returncode if self._proc else None
+        return rc if rc is None or rc >= 0 else None
+
+    def _signal(self) -> int | None:
+        rc = self._proc.returncode if self._proc else None
+        return -rc if rc is not None and rc < 0 else None
+
+    @staticmethod
+    def _read_events(chan: Channel, events: queue.Queue[dict[str, Any]]) -> None:
+        try:
+            while True:
+                events.put(chan.recv())
+        except (ChannelClosed, ValueError):
+            events.put(_DEAD)
+
+    def _read_stderr(self, stream: Any) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", errors="replace").rstrip()
+            if self._on_stderr is not None:
+                self._on_stderr(line)
+            else:
+                log.debug("worker: %s", line)
+        stream.close()

@@ -1,0 +1,300 @@
+"""llama.cpp inside the worker process: load a model, run a chat turn as typed chunks, abort.
+
+This is the only module that imports llama-cpp-python, and it is imported only by the worker, after the sandbox
+has been applied. Everything here runs on the worker's main thread; ``abort`` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import llama_cpp
+import llama_cpp.llama_cpp as llama_lib
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from localchat.core.chat.history import fit_history, is_r1_distill
+from localchat.core.chat.messages import (
+    Chunk,
+    ChatMessage,
+    ContentChunk,
+    ErrorChunk,
+    NoticeChunk,
+    ReasoningChunk,
+    SamplingParams,
+    StatsChunk,
+    TurnStats,
+)
+from localchat.core.chat.think import OPEN, ThinkSplitter
+from localchat.core.engine.protocol import LoadInfo, LoadOptions
+from localchat.errors import ContextOverflow, ModelLoadError
+
+log = logging.getLogger(__name__)
+
+_OFFLOADED_RE = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
+_KV_TYPES = {"f16": 1, "f32": 0, "q8_0": 8, "q4_0": 2}  # ggml_type ids
+
+# Used when a GGUF has no chat template (rare for instruct models): ChatML, the most common format.
+_FALLBACK_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+class LogCapture:
+    """Receives llama.cpp's log lines (instead of its default print to stderr)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._partial = ""
+        self.capturing = False
+        self._cb = llama_lib.llama_log_callback(self._on_log)  # keep a reference: C holds the pointer
+        llama_lib.llama_log_set(self._cb, ctypes.c_void_p(0))
+
+    def _on_log(self, level: int, text: bytes, _data: Any) -> None:
+        s = self._partial + text.decode("utf-8", errors="replace")
+        *done, self._partial = s.split("\n")
+        for line in done:
+            if self.capturing:
+                self.lines.append(line)
+            if level in (2, 3):  # warn / error
+                log.warning("llama.cpp: %s", line)
+
+    def start(self) -> None:
+        self.lines = []
+        self.capturing = True
+
+    def stop(self) -> str:
+        self.capturing = False
+        return "\n".join(self.lines)
+
+
+class LlamaRuntime:
+    """One loaded model and its context."""
+
+    def __init__(self) -> None:
+        self.llm: llama_cpp.Llama | None = None
+        self.info: LoadInfo | None = None
+        self._formatter: Jinja2ChatFormatter | None = None
+        self._abort = threading.Event()
+        self._abort_cb = llama_lib.ggml_abort_callback(self._should_abort)
+        self.logs = LogCapture()
+
+    # -- abort -------------------------------------------------------------------------------------------
+
+    def _should_abort(self, _data: Any) -> bool:
+        return self._abort.is_set()
+
+    def abort(self) -> None:
+        """Stop the running turn; llama.cpp checks this between graph nodes, so prompt processing stops too."""
+        self._abort.set()
+
+    # -- load --------------------------------------------------------------------------------------------
+
+    def load(self, path: str, opts: LoadOptions, progress: Callable[[float], None] | None = None) -> LoadInfo:
+        self.unload()
+        progress_cb = llama_lib.llama_progress_callback(lambda p, _d: self._on_progress(progress, p))
+        original = llama_lib.llama_model_default_params
+
+        def params_with_progress() -> Any:
+            params = original()
+            params.progress_callback = progress_cb
+            return params
+
+        threads = opts.n_threads or _physical_cores()
+        self.logs.start()
+        t0 = time.perf_counter()
+        llama_lib.llama_model_default_params = params_with_progress
+        try:
+            llm = llama_cpp.Llama(
+                model_path=path,
+                n_gpu_layers=opts.n_gpu_layers,
+                tensor_split=opts.tensor_split,
+                n_ctx=opts.n_ctx,
+                n_batch=opts.n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                flash_attn=opts.flash_attn,
+                type_k=_KV_TYPES.get(opts.kv_type, 1),
+                type_v=_KV_TYPES.get(opts.kv_type, 1),
+                use_mmap=opts.use_mmap,
+                seed=opts.seed if opts.seed is not None else llama_lib.LLAMA_DEFAULT_SEED,
+                verbose=True,  # verbose=False redirects fds 1/2 around native calls; we capture logs instead
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            load_log = self.logs.stop()
+            reason = _load_failure_reason(load_log) or str(exc)
+            raise ModelLoadError(f"llama.cpp could not load {os.path.basename(path)}: {reason}") from exc
+        finally:
+            llama_lib.llama_model_default_params = original
+        load_s = time.perf_counter() - t0
+        load_log = self.logs.stop()
+        llama_lib.llama_set_abort_callback(llm._ctx.ctx, self._abort_cb, ctypes.c_void_p(0))
+
+        meta = llm.metadata
+        template = meta.get("tokenizer.chat_template")
+        eos_id, bos_id = llm.token_eos(), llm.token_bos()
+        self._formatter = Jinja2ChatFormatter(
+            template=template or _FALLBACK_TEMPLATE,
+            eos_token=llm._model.token_get_text(eos_id) if eos_id >= 0 else "",
+            bos_token=llm._model.token_get_text(bos_id) if bos_id >= 0 else "",
+        )
+        m = None
+        for m in _OFFLOADED_RE.finditer(load_log):
+            pass
+        name = meta.get("general.name") or os.path.basename(path)
+        n_layers = int(llama_lib.llama_model_n_layer(llm._model.model))
+        self.llm = llm
+        self.info = LoadInfo(
+            path=path,
+            n_ctx=llm.n_ctx(),
+            n_ctx_train=llm._model.n_ctx_train(),
+            n_layers=n_layers,
+            n_gpu_layers=opts.n_gpu_layers,
+            offloaded_layers=int(m.group(1)) if m else None,
+            offloadable_layers=int(m.group(2)) if m else None,
+            load_s=load_s,
+            chat_template=template,
+            model_name=name,
+            is_r1=is_r1_distill(f"{name} {os.path.basename(path)}", template),
+            load_log=load_log,
+        )
+        return self.info
+
+    @staticmethod
+    def _on_progress(progress: Callable[[float], None] | None, p: float) -> bool:
+        if progress is not None:
+            try:
+                progress(float(p))
+            except Exception:  # a failing listener must not abort the load
+                log.exception("load progress listener failed")
+        return True
+
+    def unload(self) -> None:
+        if self.llm is not None:
+            self.llm.close()
+        self.llm = None
+        self.info = None
+        self._formatter = None
+
+    # -- chat --------------------------------------------------------------------------------------------
+
+    def format_prompt(self, messages: list[ChatMessage]) -> str:
+        assert self._formatter is not None
+        return str(self._formatter(messages=[m.to_dict() for m in messages]).prompt)
+
+    def tokenize_prompt(self, prompt: str) -> list[int]:
+        assert self.llm is not None
+        return list(self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+
+    def chat(self, request_id: str, messages: list[ChatMessage], sampling: SamplingParams) -> Iterator[Chunk]:
+        """Run one turn. Yields content/reasoning/notice chunks, then exactly one stats or error chunk."""
+        llm = self.llm
+        if llm is None or self.info is None:
+            yield ErrorChunk(request_id, "no_model", "no model is loaded")
+            return
+        self._abort.clear()
+        t_start = time.perf_counter()
+        n_ctx = self.info.n_ctx
+        try:
+            fitted, dropped, n_prompt = fit_history(
+                messages, lambda ms: len(self.tokenize_prompt(self.format_prompt(ms))), n_ctx)
+        except ContextOverflow as exc:
+            yield ErrorChunk(request_id, "context_overflow", str(exc))
+            return
+        if dropped:
+            yield NoticeChunk(request_id, f"{dropped} earlier message{'s' if dropped > 1 else ''} left out to fit "
+                                          f"the {n_ctx}-token context")
+        prompt = self.format_prompt(fitted)
+        tokens = self.tokenize_prompt(prompt)
+        max_new = max(1, min(sampling.max_tokens, n_ctx - n_prompt))
+        splitter = ThinkSplitter(in_think=prompt.rstrip().endswith(OPEN))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        llm.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(31))
+        vocab = llm._model.vocab
+
+        n_out = 0
+        t_first = t_last = 0.0
+        finish = "length"
+        try:
+            for tok in llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
+                                    temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty):
+                if self._abort.is_set():
+                    finish = "cancelled"
+                    break
+                now = time.perf_counter()
+                if n_out == 0:
+                    t_first = now
+                t_last = now
+                if llama_lib.llama_vocab_is_eog(vocab, tok):
+                    finish = "stop"
+                    break
+                n_out += 1
+                text = decoder.decode(llm.detokenize([tok]))
+                if text:
+                    yield from _typed(request_id, splitter.feed(text))
+                if n_out >= max_new:
+                    finish = "length"
+                    break
+        except RuntimeError as exc:
+            if not self._abort.is_set():
+                self._reset_state()
+                yield ErrorChunk(request_id, _classify_runtime_error(str(exc)), f"llama.cpp failed: {exc}")
+                return
+            finish = "cancelled"
+        if finish == "cancelled":
+            # an aborted decode may leave half-written KV cells: start clean next turn
+            self._reset_state()
+        yield from _typed(request_id, splitter.feed(decoder.decode(b"", final=True)) + splitter.finish())
+        t_end = time.perf_counter()
+        decode_tps = (n_out - 1) / (t_last - t_first) if n_out > 1 and t_last > t_first else 0.0
+        yield StatsChunk(request_id, TurnStats(
+            prompt_tokens=len(tokens),
+            completion_tokens=n_out,
+            ttft_s=(t_first - t_start) if n_out else 0.0,
+            decode_tokens_per_s=decode_tps,
+            total_s=t_end - t_start,
+            finish_reason=finish,  # type: ignore[arg-type]
+            dropped_messages=dropped,
+        ))
+
+    def _reset_state(self) -> None:
+        assert self.llm is not None
+        self.llm.reset()
+        self.llm._ctx.kv_cache_clear()
+
+
+def _typed(request_id: str, parts: list[tuple[str, str]]) -> Iterator[Chunk]:
+    for kind, text in parts:
+        yield ReasoningChunk(request_id, text) if kind == "reasoning" else ContentChunk(request_id, text)
+
+
+def _classify_runtime_error(msg: str) -> Any:
+    low = msg.lower()
+    if "memory" in low or "alloc" in low or "returned 1" in low:
+        return "out_of_memory"
+    return "internal"
+
+
+def _load_failure_reason(load_log: str) -> str | None:
+    for line in reversed(load_log.splitlines()):
+        if "error" in line.lower() or "failed" in line.lower():
+            return line.strip()
+    return None
+
+
+def _physical_cores() -> int:
+    try:
+        import psutil
+
+        return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    except ImportError:
+        return os.cpu_count() or 1

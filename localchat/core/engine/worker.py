@@ -1,0 +1,130 @@
+"""The inference worker process.
+
+Start-up order matters: (1) take over stdin/stdout as the message channel and point fd 1 at stderr so native
+prints cannot corrupt frames, (2) apply the sandbox while the process is still single-threaded and has imported
+nothing heavy, (3) only then import llama-cpp-python. A reader thread handles ``cancel`` at once; every other op
+runs in order on the main thread.
+
+Ops: ``load`` {path, options} → ``load_progress``*, ``loaded`` | ``error``;
+``chat`` {id, messages, sampling} → ``chunk``*, then ``stats`` | ``error``;
+``cancel`` {id}; ``unload`` → ``unloaded``; ``ping`` → ``pong``; ``shutdown``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import sys
+import threading
+from typing import Any
+
+from localchat.core.engine.protocol import Channel, ChannelClosed
+
+log = logging.getLogger("localchat.worker")
+
+ISOLATION_POLICIES = ("off", "auto", "require")
+
+
+def apply_sandbox(policy: str) -> dict[str, Any]:
+    """The hook where the worker isolates itself, before anything heavy is imported."""
+    from localchat.core.privacy.sandbox import isolate_worker
+
+    try:
+        return isolate_worker(policy)
+    except Exception as exc:  # never let a sandbox bug hide: report it as not isolated
+        return {"isolated": False, "mode": "none", "reason": f"sandbox failed: {exc}", "policy": policy}
+
+
+def _take_stdio_channel() -> Channel:
+    rfd, wfd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return Channel(rfd, wfd)
+
+
+def serve(chan: Channel, isolation: dict[str, Any]) -> int:
+    chan.send({"ev": "hello", "pid": os.getpid(), "isolation": isolation, "python": sys.version.split()[0]})
+    if isolation.get("policy") == "require" and not isolation.get("isolated"):
+        return 3
+
+    from localchat.core.chat.messages import ChatMessage, SamplingParams
+    from localchat.core.engine.protocol import LoadOptions, chunk_to_event
+    from localchat.core.engine.runtime import LlamaRuntime
+    from localchat.errors import LocalChatError
+
+    runtime = LlamaRuntime()
+    ops: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+    def reader() -> None:
+        try:
+            while True:
+                msg = chan.recv()
+                if msg.get("op") == "cancel":
+                    runtime.abort()
+                else:
+                    ops.put(msg)
+        except ChannelClosed:
+            runtime.abort()
+            ops.put(None)
+
+    threading.Thread(target=reader, name="channel-reader", daemon=True).start()
+
+    while True:
+        msg = ops.get()
+        if msg is None or msg.get("op") == "shutdown":
+            runtime.unload()
+            return 0
+        op = msg.get("op")
+        try:
+            if op == "load":
+                def progress(p: float) -> None:
+                    chan.send({"ev": "load_progress", "progress": p})
+
+                info = runtime.load(msg["path"], LoadOptions(**msg.get("options", {})), progress)
+                chan.send({"ev": "loaded", "info": info.__dict__})
+            elif op == "chat":
+                messages = [ChatMessage(m["role"], m["content"]) for m in msg["messages"]]
+                sampling = SamplingParams.from_dict(msg.get("sampling", {}))
+                for chunk in runtime.chat(str(msg["id"]), messages, sampling):
+                    chan.send(chunk_to_event(chunk))
+            elif op == "unload":
+                runtime.unload()
+                chan.send({"ev": "unloaded"})
+            elif op == "ping":
+                chan.send({"ev": "pong"})
+            else:
+                chan.send({"ev": "error", "id": msg.get("id", ""), "kind": "internal", "message": f"unknown op {op!r}"})
+        except LocalChatError as exc:
+            kind = "load_failed" if op == "load" else "internal"
+            chan.send({"ev": "error", "id": msg.get("id", ""), "kind": kind, "message": str(exc)})
+        except ChannelClosed:
+            return 0
+        except Exception as exc:
+            log.exception("worker op %s failed", op)
+            chan.send({"ev": "error", "id": msg.get("id", ""), "kind": "internal",
+                       "message": f"{type(exc).__name__}: {exc}"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="localchat-worker")
+    parser.add_argument("--isolation", choices=ISOLATION_POLICIES, default="auto")
+    args = parser.parse_args(argv)
+    chan = _take_stdio_channel()
+    isolation = apply_sandbox(args.isolation)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: %(message)s")
+    try:
+        return serve(chan, isolation)
+    except ChannelClosed:
+        return 0
+    finally:
+        chan.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""The local library: which models are installed, under which name, and where their file lives.
+
+Stored as JSON (atomic replace) in the data folder. A model is either copied into the models folder or
+registered in place (the starter model, an imported file the user wants to keep where it is).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localchat.errors import ModelNotFound
+
+log = logging.getLogger(__name__)
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+
+
+def slug(text: str) -> str:
+    """A library name from a file or repo name: lower-case, safe characters only."""
+    s = re.sub(r"\.gguf$", "", text, flags=re.I)
+    s = re.sub(r"[^a-z0-9._-]+", "-", s.lower()).strip("-.")
+    return s[:128] or "model"
+
+
+@dataclass
+class LibraryEntry:
+    name: str
+    path: str
+    size: int
+    sha256: str | None = None
+    source: str = "import"  # "starter", "import", "huggingface:<repo>"
+    in_place: bool = False  # registered where it is; rm never deletes the file
+    added: float = field(default_factory=time.time)
+    parts: list[str] = field(default_factory=list)  # all files of a split model, first one is ``path``
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def file(self) -> Path:
+        return Path(self.path)
+
+
+class Library:
+    """Installed models, persisted at ``library_file``."""
+
+    def __init__(self, library_file: Path, models_dir: Path) -> None:
+        self.library_file = Path(library_file)
+        self.models_dir = Path(models_dir)
+
+    def _read(self) -> dict[str, LibraryEntry]:
+        try:
+            raw = json.loads(self.library_file.read_text(encoding="utf-8"))
+            return {e["name"]: LibraryEntry(**e) for e in raw.get("models", [])}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            backup = self.library_file.with_name(f"{self.library_file.name}.corrupt-{int(time.time())}")
+            log.warning("library file unreadable (%s); kept as %s", exc, backup)
+            try:
+                os.replace(self.library_file, backup)
+            except OSError:
+                pass
+            return {}
+
+    def _write(self, entries: dict[str, LibraryEntry]) -> None:
+        self.library_file.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps({"version": 1, "models": [asdict(e) for e in sorted(entries.values(),
+                                                                              key=lambda e: e.name)]},
+                          indent=2)
+        fd, tmp = tempfile.mkstemp(prefix=".library-", dir=self.library_file.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.library_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def entries(self) -> list[LibraryEntry]:
+        return sorted(self._read().values(), key=lambda e: e.name)
+
+    def get(self, name: str) -> LibraryEntry | None:
+        return self._read().get(name)
+
+    def register(self, entry: LibraryEntry) -> LibraryEntry:
+        if not _NAME_RE.match(entry.name):
+            raise ValueError(f"invalid model name {entry.name!r}: use lower-case letters, digits, '.', '-', '_'")
+        entries = self._read()
+        entries[entry.name] = entry
+        self._write(entries)
+        return entry
+
+    def unregister(self, name: str) -> LibraryEntry:
+        entries = self._read()
+        if name not in entries:
+            raise ModelNotFound(f"no model named {name!r} in the library")
+        entry = entries.pop(name)
+        self._write(entries)
+        return entry
+
+    def resolve(self, name_or_path: str) -> Path:
+        """``M`` from the command line: a library name or a path to a ``.gguf`` file."""
+        entry = self.get(name_or_path)
+        if entry is not None:
+            if not entry.file.is_file():
+                raise ModelNotFound(f"model {name_or_path!r} is in the library but its file {entry.path} is missing")
+            return entry.file
+        p = Path(name_or_path).expanduser()
+        if p.is_file():
+            return p
+        known = ", ".join(e.name for e in self.entries()) or "none installed"
+        raise ModelNotFound(f"no model named {name_or_path!r} and no such file (library: {known})")
+
+
+def ensure_starter_registered(library: Library, cache_dir: Path) -> LibraryEntry:
+    """Make ``smollm2-135m`` available in this home, fetching it once per machine if needed."""
+    from localchat.core.models import starter
+
+    existing = library.get(starter.STARTER_NAME)
+    if existing is not None and existing.file.is_file():
+        return existing
+    path = starter.ensure_starter_model(cache_dir)
+    return library.register(LibraryEntry(name=starter.STARTER_NAME, path=str(path), size=path.stat().st_size,
+                                         sha256=starter.SHA256, source="starter", in_place=True))

@@ -1,0 +1,41 @@
+"""Environment lockdown, applied by every entry point before heavy imports.
+
+Hub clients are pinned offline and silent; a download the user started lifts ``HF_HUB_OFFLINE`` only for its own
+duration (see ``allow_hub_download``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+LOCKDOWN_ENV: dict[str, str] = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "DO_NOT_TRACK": "1",
+    # Qt: no network-information backend polling the OS network stack.
+    "QT_NETWORK_INFORMATION_BACKEND": "dummy",
+}
+
+
+def lock_environment() -> dict[str, str]:
+    """Set the lockdown variables; returns them with their values (shown in the Network panel)."""
+    os.environ.update(LOCKDOWN_ENV)
+    return {k: os.environ[k] for k in LOCKDOWN_ENV}
+
+
+@contextmanager
+def allow_hub_download() -> Iterator[None]:
+    """Lift ``HF_HUB_OFFLINE`` for a download the user started, then restore it."""
+    before = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = before
