@@ -11,7 +11,7 @@ from localchat.context import AppContext
 
 def register(sub: Any) -> None:
     p = sub.add_parser("chat", help="ask the model one question")
-    p.add_argument("--model", "-m", default=None, help="library name or path to a .gguf (default: last used or starter)")
+    p.add_argument("--model", "-m", default=None, help="library name or .gguf path (default: last used)")
     p.add_argument("--max-tokens", type=int, default=None)
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--top-p", type=float, default=None)
@@ -27,6 +27,7 @@ def register(sub: Any) -> None:
 
 
 def run(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localchat.cli import emit_json, fail
     from localchat.core.chat.history import default_sampling, fold_system_prompt
     from localchat.core.chat.messages import (
         ChatMessage,
@@ -40,8 +41,6 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.core.engine.client import EngineClient
     from localchat.core.engine.session import load_options_for
     from localchat.core.models.starter import STARTER_NAME
-
-    from localchat.cli import emit_json, fail
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     s = ctx.settings

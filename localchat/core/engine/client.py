@@ -193,7 +193,8 @@ class EngineClient:
         self._send({"op": "chat", "id": rid, "messages": [m.to_dict() for m in messages],
                     "sampling": (sampling or SamplingParams()).to_dict()})
         self._current = rid
-        text, reasoning = [], []
+        text: list[str] = []
+        reasoning: list[str] = []
         try:
             while True:
                 try:
@@ -215,7 +216,7 @@ class EngineClient:
             self._current = None
 
     def cancel(self) -> None:
-        """Stop the running turn (thread-safe). The turn still ends with a stats chunk, ``finish_reason='cancelled'``."""
+        """Stop the running turn (thread-safe); it still ends with a stats chunk, ``finish_reason="cancelled"``."""
         if self._chan is not None and self._current is not None:
             try:
                 self._chan.send({"op": "cancel", "id": self._current})
@@ -224,7 +225,7 @@ class EngineClient:
 
     def ping(self, timeout: float = 5.0) -> bool:
         self._send({"op": "ping"})
-        return self._next(timeout)["ev"] == "pong"
+        return bool(self._next(timeout)["ev"] == "pong")
 
     # -- internals ---------------------------------------------------------------------------------------
 

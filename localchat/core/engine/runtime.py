@@ -14,7 +14,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import llama_cpp
@@ -23,8 +23,8 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from localchat.core.chat.history import fit_history, is_r1_distill
 from localchat.core.chat.messages import (
-    Chunk,
     ChatMessage,
+    Chunk,
     ContentChunk,
     ErrorChunk,
     NoticeChunk,
@@ -147,9 +147,7 @@ class LlamaRuntime:
             eos_token=llm._model.token_get_text(eos_id) if eos_id >= 0 else "",
             bos_token=llm._model.token_get_text(bos_id) if bos_id >= 0 else "",
         )
-        m = None
-        for m in _OFFLOADED_RE.finditer(load_log):
-            pass
+        offload = _OFFLOADED_RE.findall(load_log)
         name = meta.get("general.name") or os.path.basename(path)
         n_layers = int(llama_lib.llama_model_n_layer(llm._model.model))
         self.llm = llm
@@ -159,8 +157,8 @@ class LlamaRuntime:
             n_ctx_train=llm._model.n_ctx_train(),
             n_layers=n_layers,
             n_gpu_layers=opts.n_gpu_layers,
-            offloaded_layers=int(m.group(1)) if m else None,
-            offloadable_layers=int(m.group(2)) if m else None,
+            offloaded_layers=int(offload[-1][0]) if offload else None,
+            offloadable_layers=int(offload[-1][1]) if offload else None,
             load_s=load_s,
             chat_template=template,
             model_name=name,
@@ -189,7 +187,7 @@ class LlamaRuntime:
 
     def format_prompt(self, messages: list[ChatMessage]) -> str:
         assert self._formatter is not None
-        return str(self._formatter(messages=[m.to_dict() for m in messages]).prompt)
+        return str(self._formatter(messages=[m.to_dict() for m in messages]).prompt)  # type: ignore[misc]
 
     def tokenize_prompt(self, prompt: str) -> list[int]:
         assert self.llm is not None
@@ -268,11 +266,11 @@ class LlamaRuntime:
 
     def _reset_state(self) -> None:
         assert self.llm is not None
-        self.llm.reset()
-        self.llm._ctx.kv_cache_clear()
+        self.llm.reset()  # type: ignore[no-untyped-call]
+        self.llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
 
 
-def _typed(request_id: str, parts: list[tuple[str, str]]) -> Iterator[Chunk]:
+def _typed(request_id: str, parts: Sequence[tuple[str, str]]) -> Iterator[Chunk]:
     for kind, text in parts:
         yield ReasoningChunk(request_id, text) if kind == "reasoning" else ContentChunk(request_id, text)
 
