@@ -190,9 +190,9 @@ class EngineClient:
             WorkerCrashed: the worker died mid-turn; ``partial_text`` holds what had streamed.
         """
         rid = request_id or uuid.uuid4().hex
+        self._current = rid  # before sending, so a cancel racing the request still names it
         self._send({"op": "chat", "id": rid, "messages": [m.to_dict() for m in messages],
                     "sampling": (sampling or SamplingParams()).to_dict()})
-        self._current = rid
         text: list[str] = []
         reasoning: list[str] = []
         try:

@@ -85,6 +85,9 @@ class LlamaRuntime:
         self.info: LoadInfo | None = None
         self._formatter: Jinja2ChatFormatter | None = None
         self._abort = threading.Event()
+        self._lock = threading.Lock()
+        self._current: str | None = None
+        self._cancelled: set[str] = set()  # a cancel may arrive before its turn starts
         self._abort_cb = llama_lib.ggml_abort_callback(self._should_abort)
         self.logs = LogCapture()
 
@@ -93,9 +96,25 @@ class LlamaRuntime:
     def _should_abort(self, _data: Any) -> bool:
         return self._abort.is_set()
 
-    def abort(self) -> None:
-        """Stop the running turn; llama.cpp checks this between graph nodes, so prompt processing stops too."""
-        self._abort.set()
+    def abort(self, request_id: str | None = None) -> None:
+        """Stop a turn (the running one when ``request_id`` is None); safe from any thread.
+
+        llama.cpp checks the flag between graph nodes, so prompt processing stops too, not just decoding.
+        """
+        with self._lock:
+            if request_id is not None and request_id != self._current:
+                self._cancelled.add(request_id)
+                return
+            self._abort.set()
+
+    def _begin(self, request_id: str) -> None:
+        with self._lock:
+            self._current = request_id
+            if request_id in self._cancelled:
+                self._cancelled.discard(request_id)
+                self._abort.set()
+            else:
+                self._abort.clear()
 
     # -- load --------------------------------------------------------------------------------------------
 
@@ -199,9 +218,17 @@ class LlamaRuntime:
         if llm is None or self.info is None:
             yield ErrorChunk(request_id, "no_model", "no model is loaded")
             return
-        self._abort.clear()
+        self._begin(request_id)
+        try:
+            yield from self._chat(request_id, llm, self.info, messages, sampling)
+        finally:
+            with self._lock:
+                self._current = None
+
+    def _chat(self, request_id: str, llm: llama_cpp.Llama, info: LoadInfo, messages: list[ChatMessage],
+              sampling: SamplingParams) -> Iterator[Chunk]:
         t_start = time.perf_counter()
-        n_ctx = self.info.n_ctx
+        n_ctx = info.n_ctx
         try:
             fitted, dropped, n_prompt = fit_history(
                 messages, lambda ms: len(self.tokenize_prompt(self.format_prompt(ms))), n_ctx)

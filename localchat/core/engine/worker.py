@@ -65,7 +65,7 @@ def serve(chan: Channel, isolation: dict[str, Any]) -> int:
             while True:
                 msg = chan.recv()
                 if msg.get("op") == "cancel":
-                    runtime.abort()
+                    runtime.abort(str(msg.get("id")) if msg.get("id") else None)
                 else:
                     ops.put(msg)
         except ChannelClosed:
