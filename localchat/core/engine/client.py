@@ -36,7 +36,7 @@ from localchat.core.engine.protocol import (
     WorkerHello,
     event_to_chunk,
 )
-from localchat.errors import IsolationRequired, LocalChatError, ModelLoadError, WorkerCrashed
+from localchat.errors import InvalidModelFile, IsolationRequired, LocalChatError, ModelLoadError, WorkerCrashed
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,8 @@ class EngineClient:
                 self.info = LoadInfo.from_dict(ev["info"])
                 return self.info
             elif ev["ev"] == "error":
-                raise ModelLoadError(ev.get("message", "load failed"))
+                error = InvalidModelFile if ev.get("kind") == "invalid_file" else ModelLoadError
+                raise error(ev.get("message", "load failed"))
 
     def unload(self) -> None:
         if not self.alive:

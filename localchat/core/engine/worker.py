@@ -55,7 +55,7 @@ def serve(chan: Channel, isolation: dict[str, Any]) -> int:
     from localchat.core.chat.messages import ChatMessage, SamplingParams
     from localchat.core.engine.protocol import LoadOptions, chunk_to_event
     from localchat.core.engine.runtime import LlamaRuntime
-    from localchat.errors import LocalChatError
+    from localchat.errors import InvalidModelFile, LocalChatError
 
     runtime = LlamaRuntime()
     ops: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -101,6 +101,8 @@ def serve(chan: Channel, isolation: dict[str, Any]) -> int:
                 chan.send({"ev": "error", "id": msg.get("id", ""), "kind": "internal", "message": f"unknown op {op!r}"})
         except LocalChatError as exc:
             kind = "load_failed" if op == "load" else "internal"
+            if isinstance(exc, InvalidModelFile):
+                kind = "invalid_file"
             chan.send({"ev": "error", "id": msg.get("id", ""), "kind": kind, "message": str(exc)})
         except ChannelClosed:
             return 0
