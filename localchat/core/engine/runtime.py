@@ -35,7 +35,8 @@ from localchat.core.chat.messages import (
 )
 from localchat.core.chat.think import OPEN, ThinkSplitter
 from localchat.core.engine.protocol import LoadInfo, LoadOptions
-from localchat.errors import ContextOverflow, InvalidModelFile, ModelLoadError
+from localchat.core.models.gguf_info import read_gguf
+from localchat.errors import ContextOverflow, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class LlamaRuntime:
     # -- load --------------------------------------------------------------------------------------------
 
     def load(self, path: str, opts: LoadOptions, progress: Callable[[float], None] | None = None) -> LoadInfo:
-        check_gguf_header(path)
+        read_gguf(path)  # refuse a non-GGUF / truncated file with a clear message; llama.cpp's are cryptic
         self.unload()
         progress_cb = llama_lib.llama_progress_callback(lambda p, _d: self._on_progress(progress, p))
         original = llama_lib.llama_model_default_params
@@ -296,24 +297,6 @@ class LlamaRuntime:
         assert self.llm is not None
         self.llm.reset()  # type: ignore[no-untyped-call]
         self.llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
-
-
-def check_gguf_header(path: str) -> None:
-    """Refuse what is plainly not a GGUF model before llama.cpp sees it (its errors are cryptic)."""
-    name = os.path.basename(path)
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-    except OSError as exc:
-        raise InvalidModelFile(f"cannot read {name}: {exc.strerror or exc}") from exc
-    if size == 0:
-        raise InvalidModelFile(f"{name} is empty (0 bytes): not a GGUF model")
-    if head[:4] != b"GGUF":
-        raise InvalidModelFile(f"{name} is not a GGUF model (it does not start with the GGUF signature)")
-    version = int.from_bytes(head[4:8], "little") if len(head) == 8 else 0
-    if version not in (2, 3):
-        raise InvalidModelFile(f"{name} uses GGUF version {version}, which this llama.cpp cannot read (2 or 3)")
 
 
 def _typed(request_id: str, parts: Sequence[tuple[str, str]]) -> Iterator[Chunk]:
