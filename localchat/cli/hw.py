@@ -1,4 +1,4 @@
-"""``localchat hw``: placeholder until its issue lands (see DESIGN.md for the contract)."""
+"""``localchat hw``: CPU, RAM, GPUs, and what the installed llama.cpp build can offload to."""
 
 from __future__ import annotations
 
@@ -9,12 +9,27 @@ from localchat.context import AppContext
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("hw", help="(not available yet)")
+    p = sub.add_parser("hw", help="detected hardware and llama.cpp backends")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(ctx: AppContext, args: argparse.Namespace) -> int:
-    from localchat.cli import fail
+    from localchat.cli import emit_json
+    from localchat.core.hardware.detect import GIB, detect
 
-    return fail("'hw' is not available in this build yet")
+    m = detect()
+    if args.json:
+        emit_json(m.to_dict())
+        return 0
+    print(f"CPU: {m.cpu_name} ({m.physical_cores} cores, {m.logical_cores} threads)")
+    print(f"RAM: {m.ram_total / GIB:.1f} GiB, {m.ram_available / GIB:.1f} GiB available")
+    backends = sorted({d.get('name', '?') for d in m.llama_devices})
+    print(f"llama.cpp devices in this build: {', '.join(backends) or 'none found'}")
+    for g in m.gpus:
+        state = "" if g.usable else "  (not usable by this build)"
+        print(f"GPU {g.index}: {g.name} [{g.backend}] {g.free_bytes / GIB:.1f} GiB free of "
+              f"{g.total_bytes / GIB:.1f} GiB{' (unified)' if g.unified else ''}{state}")
+    for n in m.notes:
+        print(f"note: {n}")
+    return 0

@@ -57,10 +57,17 @@ class LogCapture:
         self.lines: list[str] = []
         self._partial = ""
         self.capturing = False
+        self._last_level = 1
         self._cb = llama_lib.llama_log_callback(self._on_log)  # keep a reference: C holds the pointer
         llama_lib.llama_log_set(self._cb, ctypes.c_void_p(0))
 
     def _on_log(self, level: int, text: bytes, _data: Any) -> None:
+        # ggml levels: 1 info, 2 warn, 3 error, 4 debug, 5 continuation of the previous line
+        if level == 5:
+            level = self._last_level
+        self._last_level = level
+        if level == 4:  # debug: thousands of graph lines per load; never needed
+            return
         s = self._partial + text.decode("utf-8", errors="replace")
         *done, self._partial = s.split("\n")
         for line in done:

@@ -1,0 +1,72 @@
+"""Detection with injected probe results (no GPU on the build machines), and the real probe of this build."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from localchat.core.hardware.detect import CUDA_INSTALL, GIB, SystemProbes, detect
+
+
+class FakeProbes:
+    def __init__(self, ggml_devices: list[dict[str, Any]], nvml: list[dict[str, Any]] | None = None,
+                 apple: dict[str, Any] | None = None, ggml_error: str | None = None) -> None:
+        self._ggml = {"devices": ggml_devices, **({"error": ggml_error} if ggml_error else {})}
+        self._nvml = nvml or []
+        self._apple = apple
+
+    def cpu(self) -> tuple[str, int, int]:
+        return "Test CPU", 8, 16
+
+    def ram(self) -> tuple[int, int]:
+        return 32 * GIB, 28 * GIB
+
+    def ggml(self) -> dict[str, Any]:
+        return self._ggml
+
+    def nvml(self) -> list[dict[str, Any]]:
+        return self._nvml
+
+    def apple(self) -> dict[str, Any] | None:
+        return self._apple
+
+
+CPU_DEV = {"name": "CPU", "description": "Test CPU", "type": "cpu", "free_bytes": 0, "total_bytes": 0}
+NV = [{"name": "NVIDIA GeForce RTX 4070 Ti", "total_bytes": 12 * GIB, "free_bytes": 11 * GIB, "driver": "560.35"}]
+
+
+def test_cuda_build_with_nvml_detail() -> None:
+    cuda = {"name": "CUDA0", "description": "NVIDIA GeForce RTX 4070 Ti", "type": "gpu",
+            "free_bytes": 11 * GIB, "total_bytes": 12 * GIB}
+    m = detect(FakeProbes([CPU_DEV, cuda], NV))
+    assert len(m.usable_gpus) == 1
+    g = m.gpus[0]
+    assert (g.backend, g.driver, g.free_bytes, g.usable) == ("cuda", "560.35", 11 * GIB, True)
+
+
+def test_gpu_present_but_build_has_no_backend() -> None:
+    m = detect(FakeProbes([CPU_DEV], NV))
+    assert m.usable_gpus == ()
+    assert m.gpus[0].name == "NVIDIA GeForce RTX 4070 Ti" and not m.gpus[0].usable
+    assert any(CUDA_INSTALL in n for n in m.notes)
+
+
+def test_apple_unified_memory_working_set() -> None:
+    metal = {"name": "MTL0", "description": "Apple M2", "type": "gpu", "free_bytes": 16 * 10**9,
+             "total_bytes": 16 * 10**9}
+    m = detect(FakeProbes([CPU_DEV, metal], apple={"name": "Apple M2", "memsize": 16 * 10**9}))
+    g = m.gpus[0]
+    assert g.unified and g.backend == "metal" and g.total_bytes == 16 * 10**9 * 2 // 3
+    assert any("working-set" in n for n in m.notes)
+    no_metal = detect(FakeProbes([CPU_DEV], apple={"name": "Apple M2", "memsize": 16 * 10**9}))
+    assert any("no Metal backend" in n for n in no_metal.notes)
+
+
+def test_failed_probe_is_a_note_not_a_crash() -> None:
+    m = detect(FakeProbes([], ggml_error="llama.cpp device probe failed: boom"))
+    assert any("boom" in n for n in m.notes) and m.gpus == ()
+
+
+def test_real_probe_of_this_build() -> None:
+    m = detect(SystemProbes())
+    assert m.ram_total > 0 and m.physical_cores >= 1
+    assert any(d["type"] == "cpu" for d in m.llama_devices)  # ggml's own registry answered
