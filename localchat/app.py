@@ -15,6 +15,10 @@ def main(argv: list[str] | None = None) -> int:
         from localchat.core.engine.worker import main as worker_main
 
         return worker_main(argv[1:])
+    if argv[:1] == ["--ggml-probe"]:  # frozen builds: the llama.cpp device probe runs as this executable
+        from localchat.core.hardware.ggml_probe import main as probe_main
+
+        return probe_main()
 
     from localchat.core.privacy.lockdown import lock_environment
 
