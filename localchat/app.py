@@ -20,9 +20,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return probe_main()
 
+    from localchat.core.privacy.audit import AuditGuard
     from localchat.core.privacy.lockdown import lock_environment
 
     lock_environment()
+    AuditGuard(offline=True).install()  # Python-level network use is logged, and refused unless local
     from localchat.cli import run
 
     return run(argv)

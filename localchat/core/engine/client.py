@@ -55,6 +55,10 @@ def worker_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update({"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
                 "PYTHONUNBUFFERED": "1"})
+    try:  # lets the worker's evidence compare its namespace with ours
+        env["LOCALCHAT_PARENT_NETNS"] = str(os.stat("/proc/self/ns/net").st_ino)
+    except OSError:
+        pass
     return env
 
 

@@ -30,8 +30,15 @@ def lock_environment() -> dict[str, str]:
 @contextmanager
 def allow_hub_download() -> Iterator[None]:
     """Lift ``HF_HUB_OFFLINE`` for a download the user started, then restore it."""
+    import sys
+
     before = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "0"
+    # huggingface_hub reads the variable once, at import: flip its constant too while the download runs
+    constants = sys.modules.get("huggingface_hub.constants")
+    const_before = getattr(constants, "HF_HUB_OFFLINE", None)
+    if constants is not None:
+        setattr(constants, "HF_HUB_OFFLINE", False)  # noqa: B010 - typed module attribute
     try:
         yield
     finally:
@@ -39,3 +46,5 @@ def allow_hub_download() -> Iterator[None]:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
             os.environ["HF_HUB_OFFLINE"] = before
+        if constants is not None:
+            setattr(constants, "HF_HUB_OFFLINE", const_before)  # noqa: B010
