@@ -55,9 +55,12 @@ def is_local_host(host: str) -> bool:
     return ip.is_loopback or ip.is_unspecified
 
 
+_SKIP_FILES = {__file__, socket.__file__}
+
+
 def _call_site() -> str:
     for frame in reversed(traceback.extract_stack()[:-3]):
-        if not frame.filename.endswith(("socket.py", "audit.py", "ssl.py")):
+        if frame.filename not in _SKIP_FILES and not frame.filename.endswith(("/ssl.py", "/selectors.py")):
             return f"{frame.filename}:{frame.lineno} in {frame.name}"
     return "?"
 

@@ -60,3 +60,19 @@ def test_models_list_json(isolated_home: Path, starter_model: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     names = [m["name"] for m in json.loads(proc.stdout)["models"]]
     assert "smollm2-135m" in names
+
+
+def test_netcheck_json(isolated_home: Path, starter_model: Path) -> None:
+    proc = localchat("netcheck", "--json", "--export", str(isolated_home / "report"), home=isolated_home)
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["app"]["outbound_internet_connections"] == 0
+    assert d["lockdown"]["HF_HUB_OFFLINE"] == "1"
+    iso = d["worker"]["isolation"]
+    if iso["isolated"]:
+        assert "kernel-isolated" in d["headline"] and d["silent"] is True
+        assert {c["result"] for c in iso["canary"]} == {"ENETUNREACH"}
+    else:
+        assert "monitored only" in d["headline"] and "canary" not in iso
+    assert (isolated_home / "report" / "localchat-privacy-report.json").is_file()
+    assert "What this does not cover" in (isolated_home / "report" / "localchat-privacy-report.txt").read_text()

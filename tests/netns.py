@@ -1,0 +1,79 @@
+"""Test-only network namespaces: a veth pair into a namespace the test creates, with a TCP listener inside.
+
+Targets are only ever the addresses these helpers create (10.231.x.0/30) and 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+def netns_unavailable() -> str | None:
+    """Why this machine cannot create test namespaces, or None."""
+    if not sys.platform.startswith("linux"):
+        return "network namespaces are Linux-only"
+    if shutil.which("ip") is None:
+        return "iproute2 ('ip') is not installed"
+    if os.geteuid() != 0:
+        return "creating network namespaces with veth pairs needs root"
+    probe = f"lc-probe-{os.getpid()}"
+    r = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"'ip netns add' failed: {r.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+@dataclass
+class NamespaceHost:
+    name: str
+    host_ip: str
+    peer_ip: str
+    port: int
+
+
+LISTENER = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(8)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept(); c.sendall(b"hello from the test namespace\\n"); c.close()
+"""
+
+
+@contextmanager
+def namespace_host(port: int = 8765) -> Iterator[NamespaceHost]:
+    """A namespace reachable from the host over a veth pair, running a TCP listener; removed afterwards."""
+    n = os.getpid() % 200 + 20
+    name, veth = f"lc-test-{os.getpid()}", f"lcv{os.getpid() % 100000}"
+    host_ip, peer_ip = f"10.231.{n}.1", f"10.231.{n}.2"
+    cmds = [["ip", "netns", "add", name],
+            ["ip", "link", "add", veth, "type", "veth", "peer", "name", "lcpeer", "netns", name],
+            ["ip", "addr", "add", f"{host_ip}/30", "dev", veth], ["ip", "link", "set", veth, "up"],
+            ["ip", "-n", name, "addr", "add", f"{peer_ip}/30", "dev", "lcpeer"],
+            ["ip", "-n", name, "link", "set", "lcpeer", "up"], ["ip", "-n", name, "link", "set", "lo", "up"]]
+    proc = None
+    try:
+        for c in cmds:
+            subprocess.run(c, check=True, capture_output=True)
+        proc = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-c", LISTENER, peer_ip, str(port)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield NamespaceHost(name, host_ip, peer_ip, port)
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        subprocess.run(["ip", "link", "del", veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        time.sleep(0.05)
