@@ -1,11 +1,77 @@
-"""Opens the desktop window. Placeholder until the GUI issue lands."""
+"""Start the desktop app: QApplication, icon, crash handling, the main window."""
 
 from __future__ import annotations
 
+import logging
+import sys
+import threading
+import traceback
+from pathlib import Path
+from types import TracebackType
+
 from localchat.context import AppContext
+
+log = logging.getLogger("localchat.gui")
+
+
+def resources_dir() -> Path:
+    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2]))
+    return base / "resources"
+
+
+def install_crash_handlers(ctx: AppContext) -> None:
+    """Uncaught exceptions (any thread) are logged and shown with the log tail; Qt messages go to the log."""
+    from PySide6.QtCore import QTimer, QtMsgType, qInstallMessageHandler
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from localchat.logs import tail
+
+    qt_log = logging.getLogger("qt")
+    levels = {QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
+              QtMsgType.QtWarningMsg: logging.WARNING, QtMsgType.QtCriticalMsg: logging.ERROR,
+              QtMsgType.QtFatalMsg: logging.CRITICAL}
+
+    def qt_handler(mode: QtMsgType, _context: object, message: str) -> None:
+        qt_log.log(levels.get(mode, logging.INFO), message)
+
+    qInstallMessageHandler(qt_handler)
+
+    def show(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        log.error("uncaught exception", exc_info=(exc_type, exc, tb))
+        if QApplication.instance() is None:
+            return
+        text = "".join(traceback.format_exception_only(exc_type, exc)).strip()
+
+        def dialog() -> None:
+            box = QMessageBox(QMessageBox.Icon.Critical, "localchat hit an error",
+                              f"{text}\n\nYour conversations are saved. The app keeps running.")
+            box.setDetailedText(tail(ctx.paths.log_file))
+            box.exec()
+
+        QTimer.singleShot(0, dialog)  # always on the GUI thread
+
+    sys.excepthook = show
+    threading.excepthook = lambda a: show(a.exc_type, a.exc_value or Exception(), a.exc_traceback)
 
 
 def launch(ctx: AppContext) -> int:
-    from localchat.cli import fail
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
 
-    return fail("the desktop window is not built yet; use 'localchat chat --model smollm2-135m \"question\"'")
+    from localchat.gui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("localchat")
+    app.setDesktopFileName("localchat")
+    app.setWindowIcon(QIcon(str(resources_dir() / "icons" / "localchat.svg")))
+    install_crash_handlers(ctx)
+    try:
+        ctx.ensure_starter()
+    except Exception as exc:  # no starter model is not fatal: the window says what to do
+        log.warning("starter model unavailable: %s", exc)
+    window = MainWindow(ctx)
+    window.show()
+    code = app.exec()
+    window.shutdown()
+    return int(code)

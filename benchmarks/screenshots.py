@@ -1,0 +1,89 @@
+"""Screenshots of the real window for docs/: a chat with a code block and a reasoning block, light and dark.
+
+Runs the real app (real worker, real starter model) under whatever QT_QPA_PLATFORM says — the Makefile target
+`make screenshots` runs it on Xvfb. The reasoning block comes from a crafted stream (the starter model does not
+reason), fed through the same chunk path the engine uses.
+
+    xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python benchmarks/screenshots.py docs/screenshots
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtWidgets import QApplication
+
+from localchat.context import open_context
+from localchat.core.chat.messages import ContentChunk, ReasoningChunk, StatsChunk, TurnStats
+from localchat.gui.main_window import MainWindow
+
+
+def wait(ms: int) -> None:
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def wait_for(cond, timeout_ms: int = 60_000) -> None:  # type: ignore[no-untyped-def]
+    waited = 0
+    while not cond() and waited < timeout_ms:
+        wait(50)
+        waited += 50
+
+
+CRAFTED = [
+    ("reasoning", "The user wants a function that checks for primes. Trial division up to the square root "
+                  "is enough for small n; handle n < 2 first."),
+    ("content", "Here is a compact prime check:\n\n```python\ndef is_prime(n: int) -> bool:\n    if n < 2:\n"
+                "        return False\n    i = 2\n    while i * i <= n:\n        if n % i == 0:\n"
+                "            return False\n        i += 1\n    return True\n```\n\nIt runs in **O(√n)** time. "
+                "For many numbers, use a *sieve* instead."),
+]
+
+
+def main() -> int:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    app = QApplication.instance() or QApplication([])
+    for theme in ("light", "dark"):
+        home = Path(tempfile.mkdtemp(prefix="lc-shot-"))
+        ctx = open_context(home)
+        ctx.settings.theme = theme
+        ctx.ensure_starter()
+        w = MainWindow(ctx)
+        w.resize(1280, 820)
+        w.show()
+        wait_for(lambda w=w: w.load_info is not None)
+        w.input.setPlainText("What is the capital of France? Answer in one sentence.")
+        w.send()
+        wait_for(lambda w=w: w.current_request is None)
+        w.input.setPlainText("Write a Python function that checks whether a number is prime.")
+        w.send()
+        rid = w.current_request
+        wait_for(lambda w=w: w.current_request is None)
+        # replace the tiny model's answer with a crafted reasoning + code stream through the same path
+        w.chat.messages.pop()
+        w.current_request = rid = "crafted"
+        w.chat.begin_stream()
+        for kind, text in CRAFTED:
+            chunk = ReasoningChunk(rid, text) if kind == "reasoning" else ContentChunk(rid, text)
+            w._on_chunk(chunk)
+            wait(300)
+        w._on_chunk(StatsChunk(rid, TurnStats(31, 96, 0.21, 104.2, 1.3, "stop")))
+        wait(200)
+        w.grab().save(str(out / f"chat-{theme}.png"))
+        w.nav.button(2).click()
+        wait(1500)
+        w.grab().save(str(out / f"network-{theme}.png"))
+        w.shutdown()
+        w.deleteLater()
+    app.processEvents()
+    print(f"screenshots in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
