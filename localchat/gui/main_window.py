@@ -535,7 +535,13 @@ class MainWindow(QMainWindow):
         if getattr(self, "_shut", False):
             return
         self._shut = True
+        w = self.bridge.worker
+        for sig in (w.workerStarted, w.loadProgress, w.loaded, w.loadFailed, w.chunk, w.turnCrashed):
+            sig.disconnect()  # late events from the engine thread must not reach a closed store
         if self.current_request and self.chat.messages:
+            m = self.chat.messages[-1]
+            if m.status == "streaming" and self.conversation_id is not None:
+                self.store.add_message(self.conversation_id, "assistant", m.content, m.reasoning, status="stopped")
             self.bridge.cancel()
         self.save_state()
         self.bridge.stop()

@@ -107,6 +107,7 @@ class EngineClient:
         if self.alive:
             assert self.hello is not None
             return self.hello
+        self._discard_dead()
         self._events = queue.Queue()
         proc = subprocess.Popen(worker_command(self.isolation), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=worker_environment(), close_fds=True)
@@ -128,6 +129,14 @@ class EngineClient:
                 "network isolation is required by your settings but could not be applied: "
                 f"{self.hello.isolation.get('reason', 'unknown reason')}")
         return self.hello
+
+    def _discard_dead(self) -> None:
+        """Release the pipes of a worker that died, before starting its successor."""
+        if self._chan is not None:
+            self._chan.close()
+        if self._proc is not None:
+            self._proc.wait()
+        self._proc = self._chan = None
 
     def close(self, timeout: float = 5.0) -> None:
         """Ask the worker to exit; kill it if it does not."""
