@@ -9,7 +9,7 @@ STAMP := $(VENV)/.localchat-installed
 LLAMA_CMAKE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test install model system-deps check lint bench screenshots package reinstall-llama clean
+.PHONY: run test install model system-deps check bench bench-gui screenshots reinstall-llama clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ test: install model system-deps check
 
 bench: install model
 	$(PY) benchmarks/stream_overhead.py
+
+bench-gui: install model system-deps
+	xvfb-run -a -s "-screen 0 1400x900x24" env QT_QPA_PLATFORM=xcb $(PY) benchmarks/gui_responsiveness.py
+
+screenshots: install model system-deps
+	xvfb-run -a -s "-screen 0 1400x900x24" env QT_QPA_PLATFORM=xcb $(PY) benchmarks/screenshots.py docs/screenshots
 
 reinstall-llama: install
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --no-cache-dir --force-reinstall --no-deps \

@@ -1,0 +1,120 @@
+"""Does the window stay responsive? Longest event-loop stall while a 300-token answer streams, and cold start.
+
+(a) Stall: a 5 ms QTimer runs on the GUI thread while the real worker streams a 300-token answer through the real
+window (chat view, markdown re-render every 50 ms). The longest gap between ticks, beyond the 5 ms interval, is
+the longest stall. The same is measured with the window idle, side by side, as the baseline.
+(b) Cold start: a fresh interpreter starts the app on an empty home; time from process spawn to the first paint
+event of the main window.
+
+    xvfb-run -a .venv/bin/python benchmarks/gui_responsiveness.py     (or QT_QPA_PLATFORM=offscreen)
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = r"""
+import sys, time
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from localchat.context import open_context
+from localchat.gui.main_window import MainWindow
+ctx = open_context(sys.argv[1])
+w = MainWindow(ctx)
+class Painted(QObject):
+    def eventFilter(self, obj, ev):
+        if ev.type() == QEvent.Type.Paint:
+            print(time.time(), flush=True)
+            QTimer.singleShot(0, app.quit)
+            obj.removeEventFilter(self)
+        return False
+f = Painted()
+w.installEventFilter(f)
+w.show()
+app.exec()
+w.shutdown()
+"""
+
+
+def cold_start(runs: int = 5) -> list[float]:
+    out = []
+    for _ in range(runs):
+        home = tempfile.mkdtemp(prefix="lc-cold-")
+        t0 = time.time()
+        proc = subprocess.run([sys.executable, "-c", CHILD, home], capture_output=True, text=True, timeout=120)
+        painted = float(proc.stdout.strip().splitlines()[0])
+        out.append(painted - t0)
+    return out
+
+
+def stalls(streaming: bool) -> tuple[float, float, int]:
+    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from localchat.context import open_context
+    from localchat.gui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    ctx = open_context(tempfile.mkdtemp(prefix="lc-bench-"))
+    ctx.settings.max_tokens = 300
+    ctx.settings.temperature = 0.8
+    ctx.ensure_starter()
+    w = MainWindow(ctx)
+    w.show()
+    loop = QEventLoop()
+    while w.load_info is None:
+        QTimer.singleShot(20, loop.quit)
+        loop.exec()
+    gaps: list[float] = []
+    clock = QElapsedTimer()
+    clock.start()
+    last = [clock.nsecsElapsed()]
+
+    def tick() -> None:
+        now = clock.nsecsElapsed()
+        gaps.append((now - last[0]) / 1e6)
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(tick)
+    timer.start()
+    tokens = 0
+    if streaming:
+        w.input.setPlainText("Write a long, detailed story about a lighthouse keeper and a storm at sea.")
+        w.send()
+        while w.current_request is not None:
+            QTimer.singleShot(10, loop.quit)
+            loop.exec()
+        tokens = int(w.chat.messages[-1].stats.get("completion_tokens", 0))
+    else:
+        QTimer.singleShot(3000, loop.quit)
+        loop.exec()
+    timer.stop()
+    w.shutdown()
+    gaps = gaps[1:]
+    return max(gaps) - 5, statistics.quantiles(gaps, n=100)[98] - 5, tokens
+
+
+def main() -> None:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    idle_max, idle_p99, _ = stalls(False)
+    stream_max, stream_p99, tokens = stalls(True)
+    print(f"event-loop stall (ms beyond the 5 ms tick)   idle: max {idle_max:.1f}, p99 {idle_p99:.1f}   "
+          f"streaming {tokens} tokens: max {stream_max:.1f}, p99 {stream_p99:.1f}   (target: max < 50)")
+    cs = cold_start()
+    print(f"cold start to first painted window: median {statistics.median(cs):.2f} s, "
+          f"min {min(cs):.2f} s, max {max(cs):.2f} s over {len(cs)} runs (target < 1.5 s)")
+    print(f"platform: {os.environ.get('QT_QPA_PLATFORM') or 'default'}; python {sys.version.split()[0]}; "
+          f"home {Path(tempfile.gettempdir())}")
+
+
+if __name__ == "__main__":
+    main()
