@@ -61,7 +61,7 @@ def stalls(streaming: bool) -> tuple[float, float, int]:
     from localchat.context import open_context
     from localchat.gui.main_window import MainWindow
 
-    app = QApplication.instance() or QApplication([])
+    _app = QApplication.instance() or QApplication([])  # kept alive for the run
     ctx = open_context(tempfile.mkdtemp(prefix="lc-bench-"))
     ctx.settings.max_tokens = 300
     ctx.settings.temperature = 0.8
