@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localchat.errors import ModelNotFound
+from localchat.errors import LocalChatError, ModelNotFound
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class Library:
 
     def register(self, entry: LibraryEntry) -> LibraryEntry:
         if not _NAME_RE.match(entry.name):
-            raise ValueError(f"invalid model name {entry.name!r}: use lower-case letters, digits, '.', '-', '_'")
+            raise LocalChatError(f"invalid model name {entry.name!r}: use lower-case letters, digits, '.', '-', '_'")
         entries = self._read()
         entries[entry.name] = entry
         self._write(entries)
@@ -131,3 +131,52 @@ def ensure_starter_registered(library: Library, cache_dir: Path) -> LibraryEntry
     path = starter.ensure_starter_model(cache_dir)
     return library.register(LibraryEntry(name=starter.STARTER_NAME, path=str(path), size=path.stat().st_size,
                                          sha256=starter.SHA256, source="starter", in_place=True))
+
+
+def import_file(library: Library, path: str | os.PathLike[str], models_dir: Path, *, name: str | None = None,
+                in_place: bool = False) -> LibraryEntry:
+    """Add a local .gguf: validated first (a corrupt file is refused and nothing is copied), then copied into the
+    models folder (atomically, via a temporary name) or registered where it is."""
+    import shutil
+
+    from localchat.core.chat.history import is_r1_distill
+    from localchat.core.models.gguf_info import read_gguf
+
+    src = Path(path).expanduser().resolve()
+    info = read_gguf(src)
+    name = name or slug(src.name)
+    if library.get(name) is not None:
+        raise LocalChatError(f"a model named {name!r} is already installed; pick another --name")
+    target = src
+    if not in_place:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        target = models_dir / src.name
+        if target.exists():
+            raise LocalChatError(f"{target} already exists in the models folder")
+        if shutil.disk_usage(models_dir).free < src.stat().st_size + 64 * 1024 * 1024:
+            from localchat.errors import DownloadError
+
+            raise DownloadError(f"not enough disk space in {models_dir} to copy {src.name}")
+        tmp = target.with_name(target.name + ".importing")
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return library.register(LibraryEntry(
+        name=name, path=str(target), size=target.stat().st_size, source="import", in_place=in_place,
+        extra={"quant": info.quantisation, "architecture": info.architecture,
+               "r1_distill": is_r1_distill(f"{name} {info.name}", info.chat_template)}))
+
+
+def remove_model(library: Library, name: str) -> tuple[LibraryEntry, list[Path]]:
+    """Unregister ``name``; delete its files unless it was registered in place (or is the shared starter)."""
+    entry = library.unregister(name)
+    deleted: list[Path] = []
+    if not entry.in_place:
+        for p in [Path(x) for x in (entry.parts or [entry.path])]:
+            if p.is_file():
+                p.unlink()
+                deleted.append(p)
+    return entry, deleted

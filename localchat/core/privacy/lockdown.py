@@ -21,16 +21,36 @@ LOCKDOWN_ENV: dict[str, str] = {
 }
 
 
+USER_OFFLINE_ENV = "LOCALCHAT_USER_OFFLINE"
+
+
 def lock_environment() -> dict[str, str]:
-    """Set the lockdown variables; returns them with their values (shown in the Network panel)."""
+    """Set the lockdown variables; returns them with their values (shown in the Network panel).
+
+    A user who started localchat with ``HF_HUB_OFFLINE=1`` meant it: that is remembered, and downloads are then
+    refused too (see :func:`allow_hub_download`).
+    """
+    if USER_OFFLINE_ENV not in os.environ:
+        user = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        os.environ[USER_OFFLINE_ENV] = "1" if user else "0"
     os.environ.update(LOCKDOWN_ENV)
     return {k: os.environ[k] for k in LOCKDOWN_ENV}
 
 
 @contextmanager
 def allow_hub_download() -> Iterator[None]:
-    """Lift ``HF_HUB_OFFLINE`` for a download the user started, then restore it."""
+    """Lift ``HF_HUB_OFFLINE`` for a download the user started, then restore it.
+
+    Raises:
+        DownloadError: the user runs localchat with ``HF_HUB_OFFLINE=1``: no download, ever.
+    """
     import sys
+
+    from localchat.errors import DownloadError
+
+    if os.environ.get(USER_OFFLINE_ENV) == "1":
+        raise DownloadError("offline mode is on (HF_HUB_OFFLINE=1 was set when localchat started): downloads and "
+                            "Hub searches are disabled. Installed models and cached search results still work.")
 
     before = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "0"
