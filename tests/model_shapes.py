@@ -101,3 +101,27 @@ def write_qwen2_shape(path: Path, *, n_layers: int, n_embd: int, n_heads: int, n
 def write_r1_qwen14b_q4km(path: Path, with_tokenizer: bool = True) -> Path:
     return write_qwen2_shape(path, n_layers=48, n_embd=5120, n_heads=40, n_kv=8, n_ff=13824, n_vocab=152064,
                              n_ctx_train=131072, name="DeepSeek-R1-Distill-Qwen-14B", with_tokenizer=with_tokenizer)
+
+
+def split_gguf(src: Path, out_dir: Path, parts: int = 3) -> list[Path]:
+    """Re-write a real GGUF as ``parts`` split files (llama.cpp's ``-0000N-of-0000M.gguf`` format)."""
+    r = gguf.GGUFReader(str(src))
+    arch = str(r.fields["general.architecture"].contents())
+    stem = src.name.removesuffix(".gguf")
+    per = -(-len(r.tensors) // parts)
+    w = gguf.GGUFWriter(str(out_dir / f"{stem}.gguf"), arch, split_max_tensors=per)
+    for key, f in r.fields.items():
+        if key.startswith("GGUF.") or key.startswith("split.") or key == "general.architecture":
+            continue
+        vtype = f.types[0]
+        if vtype == gguf.GGUFValueType.ARRAY:
+            w.add_key_value(key, f.contents(), vtype, sub_type=f.types[-1])
+        else:
+            w.add_key_value(key, f.contents(), vtype)
+    for t in r.tensors:
+        w.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)  # data is already in its byte shape
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return sorted(out_dir.glob(f"{stem}-*-of-*.gguf"))

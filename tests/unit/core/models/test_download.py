@@ -185,3 +185,34 @@ def test_pull_killed_then_resumed_is_byte_identical(hub: FakeHub, isolated_home:
     assert Path(entry["path"]).read_bytes() == starter_bytes
     # only the missing bytes crossed the wire the second time
     assert hub.state.served - served_before == len(starter_bytes) - on_disk
+
+
+@pytest.mark.slow
+def test_three_part_split_model_downloads_and_loads(starter_model: Path, tmp_path: Path, library: Library,
+                                                    isolated_home: Path) -> None:
+    from model_shapes import split_gguf
+
+    from localchat.core.chat.messages import ChatMessage, SamplingParams, TurnResult
+    from localchat.core.engine.client import EngineClient
+    from localchat.core.engine.protocol import LoadOptions
+    from localchat.core.models.library import remove_model
+
+    src = tmp_path / "split-src"
+    src.mkdir()
+    parts = split_gguf(starter_model, src)
+    assert len(parts) == 3
+    state = HubState(repos={"test-org/split": {p.name: p.read_bytes() for p in parts}})
+    with FakeHub(state) as hub:
+        models = repo_models("test-org/split", endpoint=hub.url)
+        assert len(models) == 1 and len(models[0].files) == 3 and models[0].quant == "Q4_1"
+        entry = pull(models[0], library, isolated_home / "models", endpoint=hub.url)
+    assert len(entry.parts) == 3 and entry.size == sum(p.stat().st_size for p in parts)
+    with EngineClient(isolation="off") as c:
+        c.load(entry.path, LoadOptions(n_ctx=512))
+        result = TurnResult()
+        for chunk in c.chat([ChatMessage("user", "What is the capital of France? Answer in one sentence.")],
+                            SamplingParams(max_tokens=16, temperature=0.0)):
+            result.add(chunk)
+    assert "Paris" in result.text
+    _, deleted = remove_model(library, entry.name)
+    assert len(deleted) == 3 and not any(Path(p).exists() for p in entry.parts)
