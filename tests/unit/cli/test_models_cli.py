@@ -60,10 +60,12 @@ def test_rm_unknown(isolated_home: Path) -> None:
 def test_search_then_offline_uses_cache_and_pull_refused(isolated_home: Path, starter_model: Path) -> None:
     state = HubState(repos={REPO: {"SmolLM2-135M-Instruct-Q4_1.gguf": b"GGUF" + b"\0" * 100}})
     with FakeHub(state) as hub:
-        online = localchat("models", "search", "smollm2", "--json", home=isolated_home, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0")
+        online = localchat("models", "search", "smollm2", "--json", home=isolated_home, HF_ENDPOINT=hub.url,
+                           HF_HUB_OFFLINE="0")
         assert online.returncode == 0, online.stderr
         assert json.loads(online.stdout)["results"][0]["repo"] == REPO
-        files = localchat("models", "search", REPO, "--files", "--json", home=isolated_home, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0")
+        files = localchat("models", "search", REPO, "--files", "--json", home=isolated_home, HF_ENDPOINT=hub.url,
+                          HF_HUB_OFFLINE="0")
         assert json.loads(files.stdout)["results"][0]["quant"] == "Q4_1"
         requests_before = len(state.requests)
         offline = localchat("models", "search", "smollm2", "--json", home=isolated_home, HF_ENDPOINT=hub.url,
