@@ -544,6 +544,7 @@ class MainWindow(QMainWindow):
                 self.store.add_message(self.conversation_id, "assistant", m.content, m.reasoning, status="stopped")
             self.bridge.cancel()
         self.save_state()
+        self.models_page.shutdown()
         self.bridge.stop()
         if self._deleted is not None:
             self.store.purge_deleted()

@@ -130,7 +130,8 @@ def ensure_starter_registered(library: Library, cache_dir: Path) -> LibraryEntry
         return existing
     path = starter.ensure_starter_model(cache_dir)
     return library.register(LibraryEntry(name=starter.STARTER_NAME, path=str(path), size=path.stat().st_size,
-                                         sha256=starter.SHA256, source="starter", in_place=True))
+                                         sha256=starter.SHA256, source="starter", in_place=True,
+                                         extra={"quant": "Q4_1", "architecture": "llama"}))
 
 
 def import_file(library: Library, path: str | os.PathLike[str], models_dir: Path, *, name: str | None = None,
