@@ -122,6 +122,8 @@ class DownloadJob:
                     hf_raise_for_status(r)
                 if start and r.status_code != 206:
                     start = done = 0  # the server ignored the Range: start over
+                # hash while writing (the bytes already on disk first, on a resume): no second pass over the file
+                hasher = _sha256_of(part, start) if start else hashlib.sha256()
                 with open(part, "ab" if start else "wb") as out:
                     for block in r.iter_bytes(CHUNK):
                         with self._lock:
@@ -134,6 +136,7 @@ class DownloadJob:
                             raise DownloadStopped(f"download paused at {done / 1e6:.1f} MB; it resumes from there",
                                                   True)
                         out.write(block)
+                        hasher.update(block)
                         done += len(block)
                         self.bytes_fetched += len(block)
                         now = time.monotonic()
@@ -160,7 +163,7 @@ class DownloadJob:
             raise DownloadError(f"the server sent {done} bytes of {f.path} but it has {f.size}; download again "
                                 f"to resume")
         if f.sha256:
-            digest = _sha256(part)
+            digest = hasher.hexdigest()
             if digest != f.sha256:
                 part.unlink(missing_ok=True)
                 raise DownloadError(f"{f.path} is corrupt: sha256 {digest[:12]}… does not match the Hub's "
@@ -173,12 +176,15 @@ def _part_size(target: Path) -> int:
     return part.stat().st_size if part.exists() else 0
 
 
-def _sha256(path: Path) -> str:
+def _sha256_of(path: Path, length: int) -> hashlib._Hash:
+    """A sha256 object fed with the first ``length`` bytes of ``path`` (the part kept from an earlier run)."""
     h = hashlib.sha256()
+    left = length
     with open(path, "rb") as fh:
-        while block := fh.read(CHUNK):
+        while left > 0 and (block := fh.read(min(CHUNK, left))):
             h.update(block)
-    return h.hexdigest()
+            left -= len(block)
+    return h
 
 
 def pull(model: RemoteModel, library: Library, dest_dir: Path, *, endpoint: str | None = None,
