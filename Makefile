@@ -9,7 +9,7 @@ STAMP := $(VENV)/.localchat-installed
 LLAMA_CMAKE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test install model system-deps check bench bench-gui screenshots reinstall-llama clean
+.PHONY: run test install model system-deps check bench bench-gui screenshots reinstall-llama package clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +54,8 @@ reinstall-llama: install
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache
+
+# Installers: the Linux onedir build plus a smoke test of the frozen app (see docs/PACKAGING.md).
+package: install model
+	$(PY) -m pip install --quiet 'pyinstaller>=6.10'
+	bash packaging/linux/build.sh

