@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -86,6 +86,9 @@ class MainWindow(QMainWindow):
         self._build()
         self.dark = apply_theme(ctx.settings.theme)
         self.chat.set_dark(self.dark)
+        hints = QGuiApplication.styleHints()
+        if hints is not None:
+            hints.colorSchemeChanged.connect(self._on_system_scheme_changed)
         self._restore_state()
         self.refresh_models()
         self.refresh_conversations()
@@ -511,6 +514,12 @@ class MainWindow(QMainWindow):
             if self.model_name and (old.n_ctx, old.n_gpu_layers, old.n_threads) != (
                     dlg.chosen.n_ctx, dlg.chosen.n_gpu_layers, dlg.chosen.n_threads):
                 self.load_model(self.model_name)
+
+    @Slot(Qt.ColorScheme)
+    def _on_system_scheme_changed(self, _scheme: Qt.ColorScheme) -> None:
+        if self.ctx.settings.theme == "system":
+            self.dark = apply_theme("system")
+            self.chat.set_dark(self.dark)
 
     def _restore_state(self) -> None:
         w = self.ctx.settings.window
