@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,12 +13,17 @@ from localchat.paths import machine_cache_dir
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    # lock_environment() writes os.environ directly (as the app does): give every test a pristine environment
+    saved = dict(os.environ)
+    os.environ.pop("LOCALCHAT_USER_OFFLINE", None)
     home = tmp_path / "home"
     monkeypatch.setenv("LOCALCHAT_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    return home
+    yield home
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

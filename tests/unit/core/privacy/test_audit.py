@@ -75,8 +75,18 @@ def test_lockdown_and_download_scope(monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants as hc
 
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # the user did not ask for offline mode; localchat still locks down
     env = lock_environment()
     assert env["HF_HUB_OFFLINE"] == "1" and env["HF_HUB_DISABLE_TELEMETRY"] == "1"
     with allow_hub_download():
         assert os.environ["HF_HUB_OFFLINE"] == "0" and hc.HF_HUB_OFFLINE is False
     assert os.environ["HF_HUB_OFFLINE"] == "1" and hc.HF_HUB_OFFLINE is True
+
+
+def test_user_offline_mode_refuses_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from localchat.errors import DownloadError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # set by the user before start
+    lock_environment()
+    with pytest.raises(DownloadError, match="offline mode is on"), allow_hub_download():
+        pass
