@@ -11,7 +11,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from localchat.core.chat.messages import ChatMessage, ErrorChunk, SamplingParams, StatsChunk
+from localchat.core.chat.messages import ChatMessage, ErrorChunk, SamplingParams
 from localchat.core.engine.client import EngineClient
 from localchat.core.engine.protocol import LoadInfo, LoadOptions
 from localchat.errors import LocalChatError, WorkerCrashed
@@ -123,4 +123,3 @@ class EngineBridge(QObject):
             log.warning("engine thread did not stop in time")
 
 
-__all__ = ["EngineBridge", "EngineWorker", "StatsChunk"]

@@ -74,8 +74,17 @@ class DownloadRunner(QObject):
 
 
 class DownloadRow(QWidget):
-    def __init__(self, title: str, parent: QWidget | None = None) -> None:
+    """One download's progress line. Lives in the GUI thread: the runner's signals reach its slots queued.
+
+    Signals:
+        done(str, str, bool): key, message, whether it failed.
+    """
+
+    done = Signal(str, str, bool)
+
+    def __init__(self, key: str, title: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.key = key
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 2, 0, 2)
         self.label = QLabel(title)
@@ -86,6 +95,24 @@ class DownloadRow(QWidget):
         for w in (self.label, self.bar, self.status, self.pause, self.cancel):
             lay.addWidget(w)
         lay.setStretch(1, 1)
+
+    @Slot(object)
+    def on_progress(self, p: DownloadProgress) -> None:
+        self.bar.setValue(int(1000 * p.done_bytes / max(1, p.total_bytes)))
+        eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+        self.status.setText(f"{p.done_bytes / 1e6:.0f}/{p.total_bytes / 1e6:.0f} MB, {p.speed_bps / 1e6:.1f} MB/s{eta}")
+
+    @Slot(object)
+    def on_finished(self, entry: Any) -> None:
+        self.done.emit(self.key, f"installed as {entry.name}", False)
+
+    @Slot(str)
+    def on_failed(self, message: str) -> None:
+        self.done.emit(self.key, message, True)
+
+    @Slot(bool)
+    def on_stopped(self, paused: bool) -> None:
+        self.done.emit(self.key, "paused — download again to resume" if paused else "cancelled", False)
 
 
 class ModelsPage(QWidget):
@@ -233,28 +260,25 @@ class ModelsPage(QWidget):
         thread = QThread(self)
         runner = DownloadRunner(self.ctx, model, self.endpoint)
         runner.moveToThread(thread)
-        row = DownloadRow(title)
+        row = DownloadRow(key, title)
         self.dl_layout.addWidget(row)
         self.dl_box.setVisible(True)
         row.pause.clicked.connect(runner.job.pause)
         row.cancel.clicked.connect(runner.job.cancel)
-        runner.progress.connect(lambda p, row=row: self._on_progress(row, p))
-        runner.finished.connect(lambda entry, key=key: self._on_done(key, f"installed as {entry.name}"))
-        runner.failed.connect(lambda msg, key=key: self._on_done(key, msg, error=True))
-        runner.stopped.connect(lambda paused, key=key: self._on_done(
-            key, "paused — download again to resume" if paused else "cancelled"))
+        # runner (download thread) -> row slots (GUI thread): queued, never a lambda in the emitting thread
+        runner.progress.connect(row.on_progress)
+        runner.finished.connect(row.on_finished)
+        runner.failed.connect(row.on_failed)
+        runner.stopped.connect(row.on_stopped)
+        row.done.connect(self._on_done)
         thread.started.connect(runner.run)
         self.downloads[key] = (thread, runner, row)
         thread.start()
         self.refresh()
         return runner
 
-    def _on_progress(self, row: DownloadRow, p: DownloadProgress) -> None:
-        row.bar.setValue(int(1000 * p.done_bytes / max(1, p.total_bytes)))
-        eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
-        row.status.setText(f"{p.done_bytes / 1e6:.0f}/{p.total_bytes / 1e6:.0f} MB, {p.speed_bps / 1e6:.1f} MB/s{eta}")
-
-    def _on_done(self, key: str, message: str, error: bool = False) -> None:
+    @Slot(str, str, bool)
+    def _on_done(self, key: str, message: str, error: bool) -> None:
         thread, _runner, row = self.downloads.pop(key)
         thread.quit()
         thread.wait()
