@@ -15,6 +15,7 @@ def configure(log_file: Path | None, *, level: int = logging.INFO, stderr_level:
     for h in list(root.handlers):
         if getattr(h, "_localchat", False):
             root.removeHandler(h)
+            h.close()
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         fh = logging.handlers.RotatingFileHandler(log_file, maxBytes=2_000_000, backupCount=3, encoding="utf-8")

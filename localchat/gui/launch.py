@@ -20,10 +20,13 @@ def resources_dir() -> Path:
     return base / "resources"
 
 
-def install_crash_handlers(ctx: AppContext) -> None:
-    """Uncaught exceptions (any thread) are logged and shown with the log tail; Qt messages go to the log."""
-    from PySide6.QtCore import QTimer, QtMsgType, qInstallMessageHandler
-    from PySide6.QtWidgets import QApplication, QMessageBox
+def install_crash_handlers(ctx: AppContext) -> object:
+    """Uncaught exceptions (any thread) are logged and shown with the log tail; Qt messages go to the log.
+
+    Returns the reporter object, which must stay referenced for the life of the app.
+    """
+    from PySide6.QtCore import QObject, QtMsgType, Signal, Slot, qInstallMessageHandler
+    from PySide6.QtWidgets import QMessageBox
 
     from localchat.logs import tail
 
@@ -37,22 +40,31 @@ def install_crash_handlers(ctx: AppContext) -> None:
 
     qInstallMessageHandler(qt_handler)
 
-    def show(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-        log.error("uncaught exception", exc_info=(exc_type, exc, tb))
-        if QApplication.instance() is None:
-            return
-        text = "".join(traceback.format_exception_only(exc_type, exc)).strip()
+    class CrashReporter(QObject):
+        """Created on the GUI thread; ``report`` may be emitted from any thread (queued to the dialog)."""
 
-        def dialog() -> None:
+        report = Signal(str)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.report.connect(self.show_dialog)
+
+        @Slot(str)
+        def show_dialog(self, text: str) -> None:
             box = QMessageBox(QMessageBox.Icon.Critical, "localchat hit an error",
                               f"{text}\n\nYour conversations are saved. The app keeps running.")
             box.setDetailedText(tail(ctx.paths.log_file))
             box.exec()
 
-        QTimer.singleShot(0, dialog)  # always on the GUI thread
+    reporter = CrashReporter()
+
+    def show(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        log.error("uncaught exception", exc_info=(exc_type, exc, tb))
+        reporter.report.emit("".join(traceback.format_exception_only(exc_type, exc)).strip())
 
     sys.excepthook = show
     threading.excepthook = lambda a: show(a.exc_type, a.exc_value or Exception(), a.exc_traceback)
+    return reporter
 
 
 def launch(ctx: AppContext) -> int:
@@ -66,7 +78,7 @@ def launch(ctx: AppContext) -> int:
     app.setApplicationName("localchat")
     app.setDesktopFileName("localchat")
     app.setWindowIcon(QIcon(str(resources_dir() / "icons" / "localchat.png")))  # PNG: no QtSvg needed
-    install_crash_handlers(ctx)
+    reporter = install_crash_handlers(ctx)  # noqa: F841 - kept alive while the app runs
     try:
         ctx.ensure_starter()
     except Exception as exc:  # no starter model is not fatal: the window says what to do
