@@ -7,6 +7,7 @@ directly from the GUI thread: ``EngineClient.cancel`` is thread-safe and must no
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -14,7 +15,9 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from localchat.core.chat.messages import ChatMessage, ErrorChunk, SamplingParams
 from localchat.core.engine.client import EngineClient
 from localchat.core.engine.protocol import LoadInfo, LoadOptions
+from localchat.core.engine.session import load_options_for
 from localchat.errors import LocalChatError, WorkerCrashed
+from localchat.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +57,11 @@ class EngineWorker(QObject):
         return self.client.load(path, options, progress=self.loadProgress.emit)
 
     @Slot(str, object)
-    def load(self, path: str, options: object) -> None:
-        assert isinstance(options, LoadOptions)
+    def load(self, path: str, settings: object) -> None:
+        """Plan (hardware detection included) and load, here in the engine thread."""
+        assert isinstance(settings, Settings)
         try:
+            options = load_options_for(Path(path), n_ctx=settings.n_ctx, settings=settings)
             self._model = None
             self._ensure_started()
             info = self._do_load(path, options)
@@ -87,7 +92,8 @@ class EngineBridge(QObject):
     """Owns the engine thread. Use its request signals; read results from ``worker``'s signals.
 
     Signals:
-        requestLoad(str, object), requestChat(str, list, object): queued into the engine thread.
+        requestLoad(str, object): model path and a Settings copy; planned and loaded in the engine thread.
+        requestChat(str, list, object): request id, messages, SamplingParams.
     """
 
     requestLoad = Signal(str, object)

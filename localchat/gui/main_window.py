@@ -50,7 +50,6 @@ from localchat.core.chat.messages import (
 )
 from localchat.core.chat.store import ConversationStore
 from localchat.core.engine.protocol import LoadInfo
-from localchat.core.engine.session import load_options_for
 from localchat.errors import LocalChatError
 from localchat.gui.chat_view import ChatView, DisplayMessage
 from localchat.gui.engine_bridge import EngineBridge
@@ -58,6 +57,7 @@ from localchat.gui.models_page import ModelsPage
 from localchat.gui.network_page import NetworkPage
 from localchat.gui.theme import apply_theme
 from localchat.gui.widgets import MessageInput, SettingsDialog
+from localchat.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,6 @@ class MainWindow(QMainWindow):
     def load_model(self, name: str) -> None:
         try:
             path = self.ctx.library.resolve(name)
-            options = load_options_for(path, n_ctx=self.ctx.settings.n_ctx, settings=self.ctx.settings)
         except LocalChatError as exc:
             self._on_load_failed(str(exc))
             return
@@ -241,7 +240,9 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
         self.progress.setVisible(True)
         self.device_label.setText("  Loading…")
-        self.bridge.requestLoad.emit(str(path), options)
+        # planning detects the hardware (a subprocess): it runs in the engine thread, not before the first paint
+        settings = Settings.from_dict(self.ctx.settings.to_dict())
+        self.bridge.requestLoad.emit(str(path), settings)
 
     @Slot(float)
     def _on_load_progress(self, p: float) -> None:
