@@ -2,7 +2,8 @@
 
 A corrupt database file is moved aside (``conversations.sqlite3.corrupt-<time>``) and a fresh one created; the
 caller can tell the user through :attr:`ConversationStore.recovered_from`. Messages are saved as they complete;
-a stopped or failed answer is saved with its partial text and a status.
+a stopped or failed answer is saved with its partial text and a status. A streaming answer can be checkpointed
+(:meth:`ConversationStore.update_message`) under status ``stopped``, so even a killed app keeps what had streamed.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class ConversationStore:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across app crashes, cheap enough for the GUI thread
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(SCHEMA)
         return db
@@ -110,8 +112,9 @@ class ConversationStore:
         q = "SELECT id, title, created, updated, model, system_prompt, sampling FROM conversations WHERE deleted = 0"
         args: tuple[Any, ...] = ()
         if search:
-            like = f"%{search}%"
-            q += (" AND (title LIKE ? OR id IN (SELECT conversation_id FROM messages WHERE content LIKE ?))")
+            like = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            q += (" AND (title LIKE ? ESCAPE '\\' OR id IN "
+                  "(SELECT conversation_id FROM messages WHERE content LIKE ? ESCAPE '\\'))")
             args = (like, like)
         with self._lock:
             rows = self._db.execute(q + " ORDER BY updated DESC", args).fetchall()
@@ -163,6 +166,24 @@ class ConversationStore:
         assert mid is not None
         return Message(mid, cid, role, content, reasoning, status, stats or {}, now)
 
+    def update_message(self, mid: int, *, content: str | None = None, reasoning: str | None = None,
+                       status: str | None = None, stats: dict[str, Any] | None = None) -> None:
+        """Change a saved message in place (a streaming answer's checkpoints, then its final state)."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}")
+        fields: dict[str, Any] = {"content": content, "reasoning": reasoning, "status": status,
+                                  "stats": None if stats is None else json.dumps(stats)}
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if not fields:
+            return
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self._lock:
+            cur = self._db.execute(f"UPDATE messages SET {sets} WHERE id = ?", (*fields.values(), mid))
+            if cur.rowcount != 1:
+                raise KeyError(mid)
+            self._db.execute("UPDATE conversations SET updated = ? WHERE id = "
+                             "(SELECT conversation_id FROM messages WHERE id = ?)", (time.time(), mid))
+
     def messages(self, cid: int) -> list[Message]:
         with self._lock:
             rows = self._db.execute("SELECT id, conversation_id, role, content, reasoning, status, stats, created "
@@ -190,6 +211,8 @@ class ConversationStore:
         out = [f"# {data['title']}", ""]
         if data["model"]:
             out += [f"*Model: {data['model']}*", ""]
+        if data["system_prompt"].strip():
+            out += ["> **System prompt:** " + data["system_prompt"].strip().replace("\n", "\n> "), ""]
         for m in data["messages"]:
             out.append(f"## {m['role'].capitalize()}" + ("" if m["status"] == "complete" else f" ({m['status']})"))
             out.append("")

@@ -71,3 +71,41 @@ def test_bad_status_rejected(tmp_path: Path) -> None:
         s.add_message(c.id, "assistant", "x", status="weird")
     with pytest.raises(sqlite3.IntegrityError):
         s.add_message(9999, "user", "orphan")
+
+
+def test_streaming_checkpoint_then_final_state(tmp_path: Path) -> None:
+    s = ConversationStore(tmp_path / "c.db")
+    c = s.create()
+    s.add_message(c.id, "user", "q")
+    row = s.add_message(c.id, "assistant", "par", status="stopped")
+    s.update_message(row.id, content="partial answer", reasoning="thinking")
+    assert (s.messages(c.id)[-1].content, s.messages(c.id)[-1].status) == ("partial answer", "stopped")
+    s.update_message(row.id, content="partial answer, done", status="complete", stats={"completion_tokens": 4})
+    last = s.messages(c.id)[-1]
+    assert (last.content, last.reasoning, last.status, last.stats) == (
+        "partial answer, done", "thinking", "complete", {"completion_tokens": 4})
+    with pytest.raises(ValueError):
+        s.update_message(row.id, status="weird")
+    with pytest.raises(KeyError):
+        s.update_message(9999, content="x")
+    s.close()
+    reopened = ConversationStore(tmp_path / "c.db")  # a checkpoint survives the app going away
+    assert reopened.messages(c.id)[-1].content == "partial answer, done"
+
+
+def test_search_treats_wildcards_literally(tmp_path: Path) -> None:
+    s = ConversationStore(tmp_path / "c.db")
+    a = s.create("Discount 100% off")
+    b = s.create("snake_case names")
+    s.create("plain")
+    assert [c.id for c in s.conversations("100%")] == [a.id]
+    assert [c.id for c in s.conversations("e_c")] == [b.id]
+    assert s.conversations("%") == [s.get(a.id)]
+
+
+def test_markdown_export_includes_the_system_prompt(tmp_path: Path) -> None:
+    s = ConversationStore(tmp_path / "c.db")
+    c = s.create("T", model="m", system_prompt="Be brief.\nUse lists.")
+    s.add_message(c.id, "user", "hi")
+    md = s.export_markdown(c.id)
+    assert "> **System prompt:** Be brief.\n> Use lists." in md and "## User" in md
