@@ -36,11 +36,14 @@ def wait_for(cond, timeout_ms: int = 60_000) -> None:  # type: ignore[no-untyped
 
 CRAFTED = [
     ("reasoning", "The user wants a function that checks for primes. Trial division up to the square root "
-                  "is enough for small n; handle n < 2 first."),
+                  "is enough for small n: any factor above √n pairs with one below it. Handle n < 2 first, "
+                  "then even numbers, then odd divisors only."),
     ("content", "Here is a compact prime check:\n\n```python\ndef is_prime(n: int) -> bool:\n    if n < 2:\n"
-                "        return False\n    i = 2\n    while i * i <= n:\n        if n % i == 0:\n"
-                "            return False\n        i += 1\n    return True\n```\n\nIt runs in **O(√n)** time. "
-                "For many numbers, use a *sieve* instead."),
+                "        return False\n    if n % 2 == 0:\n        return n == 2\n    i = 3\n"
+                "    while i * i <= n:\n        if n % i == 0:\n            return False\n        i += 2\n"
+                "    return True\n```\n\nIt runs in **O(√n)** time:\n\n- `is_prime(97)` → `True`\n"
+                "- `is_prime(91)` → `False` (7 × 13)\n\nFor many numbers at once, a *sieve of Eratosthenes* "
+                "is faster."),
 ]
 
 
@@ -57,6 +60,8 @@ def main() -> int:
         w.resize(1280, 820)
         w.show()
         wait_for(lambda w=w: w.load_info is not None)
+        wait(300)
+        w.grab().save(str(out / f"welcome-{theme}.png"))
         w.input.setPlainText("What is the capital of France? Answer in one sentence.")
         w.send()
         wait_for(lambda w=w: w.current_request is None)
@@ -65,20 +70,22 @@ def main() -> int:
         rid = w.current_request
         wait_for(lambda w=w: w.current_request is None)
         # replace the tiny model's answer with a crafted reasoning + code stream through the same path
-        w.chat.messages.pop()
+        w.chat.truncate(len(w.chat.messages) - 1)
         w.current_request = rid = "crafted"
-        w.chat.begin_stream()
+        w.chat.begin_stream(w.model_name or "")
         for kind, text in CRAFTED:
             chunk = ReasoningChunk(rid, text) if kind == "reasoning" else ContentChunk(rid, text)
             w._on_chunk(chunk)
             wait(300)
-        w._on_chunk(StatsChunk(rid, TurnStats(31, 96, 0.21, 104.2, 1.3, "stop")))
+        w._on_chunk(StatsChunk(rid, TurnStats(31, 118, 0.21, 104.2, 1.3, "stop")))
         wait(200)
+        w.chat._widgets[-1].reasoning.toggle.click()  # show the reasoning block opened
+        wait(300)
         w.grab().save(str(out / f"chat-{theme}.png"))
-        w.nav.button(2).click()
+        w.show_page(2)
         wait(1500)
         w.grab().save(str(out / f"network-{theme}.png"))
-        w.nav.button(1).click()
+        w.show_page(1)
         wait_for(lambda w=w: bool(w.models_page.fits), 30_000)
         wait(300)
         w.grab().save(str(out / f"models-{theme}.png"))

@@ -1,12 +1,15 @@
-"""Qt adapter over the engine client: the worker is driven from a QThread and reports through signals.
+"""Qt adapter over the engine client: the worker process is driven from a QThread and reports through signals.
 
-Signals are connected to @Slot methods on the GUI side (queued across threads). Cancel is the one call made
-directly from the GUI thread: ``EngineClient.cancel`` is thread-safe and must not wait behind a running turn.
+Everything slow happens in the engine thread: starting the worker, planning the offload (hardware detection runs a
+subprocess; the GGUF header is read), loading the model, streaming a turn. Signals are connected to @Slot methods
+on the GUI side (queued across threads). Cancel and kill are the calls made directly from the GUI thread:
+``EngineClient.cancel`` is thread-safe and must not wait behind a running turn.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +25,42 @@ from localchat.settings import Settings
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class LoadRequest:
+    """What the window asks for; the engine thread turns it into LoadOptions with the planner."""
+
+    load_id: str
+    name: str
+    path: Path
+    settings: Settings
+
+
 class EngineWorker(QObject):
     """Lives in the engine thread.
 
     Signals:
         workerStarted(int, dict): pid and isolation report of a (re)started worker process.
-        loadProgress(float): 0..1 while a model loads.
-        loaded(object): LoadInfo.
-        loadFailed(str): why a load failed.
+        workerStopped(): the worker process is gone (crashed, killed, or shut down).
+        loadProgress(str, float): load id, 0..1 while a model loads.
+        loaded(str, object): load id, LoadInfo.
+        loadFailed(str, str): load id, why.
         chunk(object): a typed chunk of the running turn (carries its request id).
-        turnCrashed(str, str, str, str): request id, message, partial text, partial reasoning.
+        turnCrashed(str, str): request id, message; the worker died mid-turn.
     """
 
     workerStarted = Signal(int, dict)
-    loadProgress = Signal(float)
-    loaded = Signal(object)
-    loadFailed = Signal(str)
+    workerStopped = Signal()
+    loadProgress = Signal(str, float)
+    loaded = Signal(str, object)
+    loadFailed = Signal(str, str)
     chunk = Signal(object)
-    turnCrashed = Signal(str, str, str, str)
+    turnCrashed = Signal(str, str)
 
     def __init__(self, isolation: str) -> None:
         super().__init__()
         self.client = EngineClient(isolation=isolation)
         self._model: tuple[str, LoadOptions] | None = None
+        self._load_id = ""
 
     def _ensure_started(self) -> None:
         if not self.client.alive:
@@ -54,21 +70,30 @@ class EngineWorker(QObject):
                 self._do_load(*self._model)
 
     def _do_load(self, path: str, options: LoadOptions) -> LoadInfo:
-        return self.client.load(path, options, progress=self.loadProgress.emit)
+        return self.client.load(path, options, progress=self._progress)
 
-    @Slot(str, object)
-    def load(self, path: str, settings: object) -> None:
-        """Plan (hardware detection included) and load, here in the engine thread."""
-        assert isinstance(settings, Settings)
+    def _progress(self, p: float) -> None:
+        self.loadProgress.emit(self._load_id, p)
+
+    @Slot(object)
+    def load(self, request: object) -> None:
+        assert isinstance(request, LoadRequest)
+        self._load_id = request.load_id
         try:
-            options = load_options_for(Path(path), n_ctx=settings.n_ctx, settings=settings)
             self._model = None
+            options = load_options_for(request.path, n_ctx=request.settings.n_ctx, settings=request.settings)
             self._ensure_started()
-            info = self._do_load(path, options)
-            self._model = (path, options)
-            self.loaded.emit(info)
+            info = self._do_load(str(request.path), options)
+            self._model = (str(request.path), options)
+            self.loaded.emit(request.load_id, info)
+        except WorkerCrashed as exc:
+            self.workerStopped.emit()
+            self.loadFailed.emit(request.load_id, str(exc))
         except LocalChatError as exc:
-            self.loadFailed.emit(str(exc))
+            self.loadFailed.emit(request.load_id, str(exc))
+        except Exception as exc:  # the planner or a bad file must not kill the engine thread
+            log.exception("model load failed")
+            self.loadFailed.emit(request.load_id, f"{type(exc).__name__}: {exc}")
 
     @Slot(str, list, object)
     def chat(self, request_id: str, messages: list[Any], sampling: object) -> None:
@@ -79,26 +104,23 @@ class EngineWorker(QObject):
                                       request_id=request_id):
                 self.chunk.emit(c)
         except WorkerCrashed as exc:
-            self.turnCrashed.emit(request_id, str(exc), exc.partial_text, exc.partial_reasoning)
+            self._model = None  # the window reloads explicitly, so the user sees the load progress
+            self.workerStopped.emit()
+            self.turnCrashed.emit(request_id, str(exc))
         except LocalChatError as exc:
             self.chunk.emit(ErrorChunk(request_id, "internal", str(exc)))
-
-    @Slot()
-    def shutdown(self) -> None:
-        self.client.close()
 
 
 class EngineBridge(QObject):
     """Owns the engine thread. Use its request signals; read results from ``worker``'s signals.
 
     Signals:
-        requestLoad(str, object): model path and a Settings copy; planned and loaded in the engine thread.
-        requestChat(str, list, object): request id, messages, SamplingParams.
+        requestLoad(object): a LoadRequest, queued into the engine thread.
+        requestChat(str, list, object): request id, messages as dicts, SamplingParams.
     """
 
-    requestLoad = Signal(str, object)
+    requestLoad = Signal(object)
     requestChat = Signal(str, list, object)
-    requestShutdown = Signal()
 
     def __init__(self, isolation: str = "auto", parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -108,7 +130,6 @@ class EngineBridge(QObject):
         self.worker.moveToThread(self.engine_thread)
         self.requestLoad.connect(self.worker.load)
         self.requestChat.connect(self.worker.chat)
-        self.requestShutdown.connect(self.worker.shutdown)
         self.engine_thread.start()
 
     def cancel(self) -> None:
@@ -122,10 +143,13 @@ class EngineBridge(QObject):
         return self.worker.client.pid
 
     def stop(self) -> None:
+        """Stop the thread, then close the worker; a load still running is cut short by killing the worker."""
         self.worker.client.cancel()
-        self.requestShutdown.emit()
-        self.engine_thread.quit()
-        if not self.engine_thread.wait(10_000):
-            log.warning("engine thread did not stop in time")
-
-
+        self.engine_thread.quit()  # takes effect when the running slot (if any) returns
+        if not self.engine_thread.wait(3000):
+            log.warning("engine thread busy at shutdown (a model loading?); killing the worker")
+            self.worker.client.kill()
+            if not self.engine_thread.wait(10_000):
+                log.error("engine thread did not stop")
+                return
+        self.worker.client.close()  # the thread has finished: nothing else uses the client now

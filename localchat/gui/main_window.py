@@ -1,38 +1,30 @@
-"""The main window: conversations on the left, the chat (or Models / Network page) in the middle.
+"""The main window: navigation rail, conversations, the chat (or the Models / Network page), the top bar.
 
-It composes the parts and routes engine events; the heavy lifting lives elsewhere: the engine runs in its own
-thread and process (engine_bridge), rendering in chat_view, persistence in core.chat.store.
+It composes the parts and routes events between them; the work lives elsewhere: the engine runs in its own thread
+and process (engine_bridge), rendering in chat_view, persistence in core.chat.store.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtCore import QByteArray, QPoint, Qt, QTimer, Slot
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QButtonGroup,
-    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QInputDialog,
-    QLabel,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QMainWindow,
-    QMenu,
     QMessageBox,
-    QProgressBar,
-    QPushButton,
     QSplitter,
     QStackedWidget,
-    QToolBar,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -48,18 +40,47 @@ from localchat.core.chat.messages import (
     SamplingParams,
     StatsChunk,
 )
-from localchat.core.chat.store import ConversationStore
+from localchat.core.chat.store import ConversationStore, Message
 from localchat.core.engine.protocol import LoadInfo
 from localchat.errors import LocalChatError
+from localchat.gui import theme as theming
 from localchat.gui.chat_view import ChatView, DisplayMessage
-from localchat.gui.engine_bridge import EngineBridge
+from localchat.gui.chrome import PAGES, NavRail, TopBar
+from localchat.gui.composer import Composer
+from localchat.gui.dialogs import ConversationSettingsDialog, SettingsDialog
+from localchat.gui.engine_bridge import EngineBridge, LoadRequest
 from localchat.gui.models_page import ModelsPage
 from localchat.gui.network_page import NetworkPage
-from localchat.gui.theme import apply_theme
-from localchat.gui.widgets import MessageInput, SettingsDialog
+from localchat.gui.sidebar import Sidebar
+from localchat.gui.toast import Toast
 from localchat.settings import Settings
 
 log = logging.getLogger(__name__)
+CHECKPOINT_S = 2.0  # a streaming answer is saved this often, so even a killed app keeps it
+ERROR_HINTS = {
+    "context_overflow": "Shorten the message, start a new chat, or raise the context length in Settings.",
+    "out_of_memory": "The model ran out of memory: lower the context length or the GPU layers in Settings.",
+}
+PAGE_TITLES = {"models": "Models", "network": "Network & privacy"}
+
+
+def effective_sampling(settings: Settings, overrides: dict[str, Any], is_r1: bool) -> SamplingParams:
+    """App defaults, then the model family's recommendation (R1 distills), then the chat's own overrides."""
+    base = SamplingParams(temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens)
+    base = default_sampling(is_r1, base)
+    known = {k: v for k, v in overrides.items() if k in ("temperature", "top_p", "max_tokens")}
+    return replace(base, **known)
+
+
+def history_for(messages: list[Message], system_prompt: str, is_r1: bool) -> list[ChatMessage]:
+    """What is sent to the model: user and assistant text (reasoning never goes back), the system prompt first
+    (folded into the first question for R1 distills, which are trained without one)."""
+    history = [ChatMessage("user" if m.role == "user" else "assistant", m.content) for m in messages
+               if m.role in ("user", "assistant") and m.content.strip()]
+    history = strip_reasoning(history)
+    if system_prompt.strip():
+        history.insert(0, ChatMessage("system", system_prompt))
+    return fold_system_prompt(history) if is_r1 else history
 
 
 class MainWindow(QMainWindow):
@@ -67,11 +88,14 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.ctx = ctx
         self.setWindowTitle("localchat")
-        self.resize(1180, 780)
+        self.resize(1240, 800)
+        self.setMinimumSize(760, 480)
         self.store = ConversationStore(ctx.paths.database_file)
+        self.store.purge_deleted()  # deletions left from a previous session are final
         self.bridge = EngineBridge(isolation or ("require" if ctx.settings.require_isolation else "auto"), self)
         w = self.bridge.worker
         w.workerStarted.connect(self._on_worker_started)
+        w.workerStopped.connect(self._on_worker_stopped)
         w.loadProgress.connect(self._on_load_progress)
         w.loaded.connect(self._on_loaded)
         w.loadFailed.connect(self._on_load_failed)
@@ -80,351 +104,397 @@ class MainWindow(QMainWindow):
         self.conversation_id: int | None = None
         self.current_request: str | None = None
         self.load_info: LoadInfo | None = None
-        self.model_name: str | None = None
+        self.model_name: str | None = None  # the model loaded or being loaded
+        self.notice: str | None = None
+        self._load_id = ""
         self._pending_send = False
-        self._deleted: int | None = None
+        self._deleted: list[int] = []
+        self._stream_row: int | None = None
+        self._last_checkpoint = 0.0
+        self._shut = False
+        self.theme = theming.apply_theme(ctx.settings.theme)
         self._build()
-        self.dark = apply_theme(ctx.settings.theme)
-        self.chat.set_dark(self.dark)
         hints = QGuiApplication.styleHints()
         if hints is not None:
             hints.colorSchemeChanged.connect(self._on_system_scheme_changed)
         self._restore_state()
         self.refresh_models()
         self.refresh_conversations()
-        if ctx.settings.last_conversation and self.store.get(ctx.settings.last_conversation):
-            self.open_conversation(ctx.settings.last_conversation)
+        last = ctx.settings.last_conversation
+        if last and self.store.get(last):
+            self.open_conversation(last)
+        self._update_title()
         if self.store.recovered_from is not None:
-            self.notice = (f"Your conversation database could not be read. It was kept as "
-                           f"{self.store.recovered_from.name} and a new one was started.")
-            QTimer.singleShot(0, lambda: QMessageBox.warning(self, "Conversation history", self.notice))
+            self.notice = (f"Your conversation history could not be read, so localchat started a new one. The old "
+                           f"file was kept as {self.store.recovered_from.name} in {self.store.recovered_from.parent}.")
+            QTimer.singleShot(0, self._show_recovery_notice)
 
     # -- layout ------------------------------------------------------------------------------------------
 
     def _build(self) -> None:
-        tb = QToolBar("Main")
-        tb.setMovable(False)
-        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        self.addToolBar(tb)
-        self.nav = QButtonGroup(self)
-        for i, name in enumerate(("Chat", "Models", "Network")):
-            b = QToolButton()
-            b.setText(name)
-            b.setCheckable(True)
-            b.setObjectName(f"nav-{name.lower()}")
-            self.nav.addButton(b, i)
-            tb.addWidget(b)
-        self.nav.button(0).setChecked(True)
-        self.nav.idClicked.connect(self._show_page)
-        tb.addSeparator()
-        tb.addWidget(QLabel(" Model "))
-        self.model_picker = QComboBox()
-        self.model_picker.setMinimumWidth(240)
-        self.model_picker.activated.connect(self._on_model_picked)
-        tb.addWidget(self.model_picker)
-        self.progress = QProgressBar(maximum=100, textVisible=False)
-        self.progress.setFixedWidth(120)
-        self.progress.setVisible(False)
-        tb.addWidget(self.progress)
-        self.device_label = QLabel("")
-        self.device_label.setObjectName("device")
-        tb.addWidget(self.device_label)
-        spacer = QWidget()
-        spacer.setSizePolicy(spacer.sizePolicy().horizontalPolicy().Expanding, spacer.sizePolicy().verticalPolicy())
-        tb.addWidget(spacer)
-        self.privacy_label = QLabel("")
-        tb.addWidget(self.privacy_label)
-        settings_action = QAction("Settings", self)
-        settings_action.setShortcut(QKeySequence("Ctrl+,"))
-        settings_action.triggered.connect(self.open_settings)
-        tb.addAction(settings_action)
+        central = QWidget()
+        root = QHBoxLayout(central)
+        root.setContentsMargins(0, 0, 0, 0)
+        root.setSpacing(0)
+        self.nav = NavRail()
+        self.nav.pageRequested.connect(self.show_page)
+        self.nav.settingsRequested.connect(self.open_settings)
+        root.addWidget(self.nav)
 
-        # sidebar
-        side = QWidget()
-        side.setObjectName("sidebar")
-        sl = QVBoxLayout(side)
-        sl.setContentsMargins(8, 8, 8, 8)
-        self.new_button = QPushButton("+  New chat")
-        self.new_button.clicked.connect(self.new_conversation)
-        self.search = QLineEdit(placeholderText="Search conversations")
-        self.search.textChanged.connect(self.refresh_conversations)
-        self.conv_list = QListWidget()
-        self.conv_list.itemClicked.connect(lambda it: self.open_conversation(it.data(Qt.ItemDataRole.UserRole)))
-        self.conv_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        self.conv_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.conv_list.setTextElideMode(Qt.TextElideMode.ElideRight)
-        self.conv_list.customContextMenuRequested.connect(self._conversation_menu)
-        self.undo_button = QPushButton("Undo delete")
-        self.undo_button.setVisible(False)
-        self.undo_button.clicked.connect(self.undo_delete)
-        for wdg in (self.new_button, self.search, self.conv_list, self.undo_button):
-            sl.addWidget(wdg)
+        self.sidebar = Sidebar()
+        self.sidebar.newRequested.connect(self.new_conversation)
+        self.sidebar.openRequested.connect(self.open_conversation)
+        self.sidebar.searchChanged.connect(self.refresh_conversations)
+        self.sidebar.renameRequested.connect(self.rename_conversation)
+        self.sidebar.deleteRequested.connect(self.delete_conversation)
+        self.sidebar.settingsRequested.connect(self.conversation_settings)
+        self.sidebar.exportRequested.connect(self.export_conversation)
 
-        # chat page
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.setSpacing(0)
+        self.top = TopBar()
+        self.top.modelPicked.connect(self._on_model_picked)
+        self.top.privacyClicked.connect(self._show_network)
+        self.top.menuRequested.connect(self._conversation_menu)
+        rl.addWidget(self.top)
+
         chat_page = QWidget()
+        chat_page.setObjectName("chatPane")
+        chat_page.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
         cl = QVBoxLayout(chat_page)
-        cl.setContentsMargins(12, 8, 12, 12)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.setSpacing(0)
         self.chat = ChatView()
         self.chat.regenerateRequested.connect(self.regenerate)
-        self.chat.editRequested.connect(self.edit_message)
+        self.chat.editSubmitted.connect(self.edit_and_resend)
         self.chat.retryRequested.connect(self.retry)
+        self.chat.suggestionPicked.connect(self._use_suggestion)
+        self.chat.toastRequested.connect(self._toast)
         cl.addWidget(self.chat, 1)
-        row = QHBoxLayout()
-        self.input = MessageInput()
-        self.input.submitted.connect(self.send)
-        self.send_button = QPushButton("Send")
-        self.send_button.setObjectName("send")
-        self.send_button.clicked.connect(self._send_or_stop)
-        self.send_button.setMinimumHeight(40)
-        row.addWidget(self.input, 1)
-        row.addWidget(self.send_button)
-        cl.addLayout(row)
+        self.composer = Composer()
+        self.composer.submitted.connect(self.send)
+        self.composer.stopRequested.connect(self.stop)
+        cl.addWidget(self.composer)
+        self.input = self.composer.input
 
         self.pages = QStackedWidget()
         self.models_page = ModelsPage(self.ctx)
+        self.models_page.libraryChanged.connect(self.refresh_models)
         self.network_page = NetworkPage(self.ctx)
-        if hasattr(self.models_page, "libraryChanged"):
-            self.models_page.libraryChanged.connect(self.refresh_models)
-        for p in (chat_page, self.models_page, self.network_page):
-            self.pages.addWidget(p)
-        self.splitter = QSplitter()
-        self.splitter.addWidget(side)
-        self.splitter.addWidget(self.pages)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([260, 920])
-        self.setCentralWidget(self.splitter)
-        self.statusBar().showMessage("Ready — offline")
+        for page in (chat_page, self.models_page, self.network_page):
+            self.pages.addWidget(self._padded(page) if page is not chat_page else page)
+        rl.addWidget(self.pages, 1)
 
-        QShortcut(QKeySequence("Ctrl+N"), self, self.new_conversation)
-        QShortcut(QKeySequence("Escape"), self, self.stop)
-        QShortcut(QKeySequence("Ctrl+F"), self, lambda: self.search.setFocus())
+        self.splitter = QSplitter()
+        self.splitter.setHandleWidth(1)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.sidebar)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([270, 970])
+        root.addWidget(self.splitter, 1)
+        self.setCentralWidget(central)
+        self.toast = Toast(central)
+
+        for keys, slot in (("Ctrl+N", self.new_conversation), ("Escape", self.stop), ("Ctrl+F", self.focus_search),
+                           ("Ctrl+,", self.open_settings), ("Ctrl+L", self.composer.focus)):
+            QShortcut(QKeySequence(keys), self, slot)
+
+    @staticmethod
+    def _padded(page: QWidget) -> QWidget:
+        holder = QWidget()
+        lay = QVBoxLayout(holder)
+        lay.setContentsMargins(24, 16, 24, 16)
+        lay.addWidget(page)
+        return holder
 
     @Slot(int)
-    def _show_page(self, i: int) -> None:
+    def show_page(self, i: int) -> None:
         self.pages.setCurrentIndex(i)
+        self.nav.set_page(i)
+        self.sidebar.setVisible(i == 0)
+        self.top.menu_button.setVisible(i == 0)
+        self._update_title()
+
+    @Slot()
+    def _show_network(self) -> None:
+        self.show_page(2)
+
+    @Slot()
+    def focus_search(self) -> None:
+        self.show_page(0)
+        self.sidebar.search.setFocus()
+        self.sidebar.search.selectAll()
+
+    def _update_title(self) -> None:
+        key = PAGES[self.pages.currentIndex()][0]
+        if key == "chat":
+            conv = self.store.get(self.conversation_id) if self.conversation_id else None
+            title = conv.title if conv else "New chat"
+        else:
+            title = PAGE_TITLES[key]
+        self.top.title.set_full_text(title)
+        self.top.menu_button.setEnabled(self.conversation_id is not None)
+        self.setWindowTitle(f"{title} — localchat" if key == "chat" and self.conversation_id else "localchat")
+
+    @Slot(str)
+    def _toast(self, text: str) -> None:
+        self.toast.show_message(text)
+
+    @Slot(str)
+    def _use_suggestion(self, prompt: str) -> None:
+        self.composer.set_text(prompt)
+        self.composer.focus()
+
+    def status_text(self) -> str:
+        """One line on the model state (the frozen build's smoke test prints it)."""
+        return self.top.device.text()
 
     # -- models ------------------------------------------------------------------------------------------
 
     @Slot()
     def refresh_models(self) -> None:
-        current = self.model_picker.currentData()
-        self.model_picker.clear()
-        for e in self.ctx.library.entries():
-            self.model_picker.addItem(f"{e.name}  ({e.size / 1e9:.2f} GB)", e.name)
-        want = current or self.ctx.settings.last_model
-        idx = self.model_picker.findData(want) if want else -1
-        if idx < 0 and self.model_picker.count():
-            idx = 0
-        if idx >= 0:
-            self.model_picker.setCurrentIndex(idx)
-            if self.model_picker.itemData(idx) != self.model_name:
-                self.load_model(self.model_picker.itemData(idx))
-        else:
-            self.device_label.setText("  No model installed — open Models")
+        entries = self.ctx.library.entries()
+        names = [e.name for e in entries]
+        want = self.model_name or self._conversation_model() or self.ctx.settings.last_model
+        if want not in names:
+            want = names[0] if names else None
+        self.top.set_models([(e.name, e.size) for e in entries], want)
+        self.chat.empty.set_model(want or "")
+        if want is None:
+            self.model_name = None
+            self.load_info = None
+            self.top.set_status("No model installed — open Models", "Download or import a GGUF model on the "
+                                                                     "Models page.")
+        elif want != self.model_name:
+            self.load_model(want)
 
-    @Slot(int)
-    def _on_model_picked(self, idx: int) -> None:
-        name = self.model_picker.itemData(idx)
-        if name and name != self.model_name:
+    def _conversation_model(self) -> str | None:
+        conv = self.store.get(self.conversation_id) if self.conversation_id else None
+        return conv.model if conv else None
+
+    @Slot(str)
+    def _on_model_picked(self, name: str) -> None:
+        if self.conversation_id is not None:
+            self.store.update(self.conversation_id, model=name)
+        if name != self.model_name:
             self.load_model(name)
 
     def load_model(self, name: str) -> None:
         try:
             path = self.ctx.library.resolve(name)
         except LocalChatError as exc:
-            self._on_load_failed(str(exc))
+            self.model_name = None
+            self._load_failed(str(exc))
             return
         self.model_name = name
         self.load_info = None
         self.ctx.settings.last_model = name
-        self.progress.setValue(0)
-        self.progress.setVisible(True)
-        self.device_label.setText("  Loading…")
-        # planning detects the hardware (a subprocess): it runs in the engine thread, not before the first paint
-        settings = Settings.from_dict(self.ctx.settings.to_dict())
-        self.bridge.requestLoad.emit(str(path), settings)
+        self._load_id = uuid.uuid4().hex
+        self.top.select_model(name)
+        self.top.set_loading(0.0)
+        self.chat.empty.set_model(name)
+        self.bridge.requestLoad.emit(LoadRequest(self._load_id, name, path, replace(self.ctx.settings)))
 
-    @Slot(float)
-    def _on_load_progress(self, p: float) -> None:
-        self.progress.setValue(int(p * 100))
+    @Slot(str, float)
+    def _on_load_progress(self, load_id: str, p: float) -> None:
+        if load_id == self._load_id:
+            self.top.set_loading(p)
 
-    @Slot(object)
-    def _on_loaded(self, info: object) -> None:
+    @Slot(str, object)
+    def _on_loaded(self, load_id: str, info: object) -> None:
+        if load_id != self._load_id:
+            return  # a load the user has since replaced by another
         assert isinstance(info, LoadInfo)
         self.load_info = info
-        self.progress.setVisible(False)
-        where = (f"GPU {info.offloaded_layers}/{info.offloadable_layers} layers" if info.offloaded_layers
-                 else "CPU")
-        self.device_label.setText(f"  {where} · {info.n_ctx} ctx · loaded in {info.load_s:.1f} s")
+        self.top.set_loaded(info)
         if self._pending_send:
             self._pending_send = False
             self._start_turn()
 
-    @Slot(str)
-    def _on_load_failed(self, message: str) -> None:
-        self.progress.setVisible(False)
-        self.model_name = None
-        self.device_label.setText("  Not loaded")
-        self.statusBar().showMessage(message, 15000)
+    @Slot(str, str)
+    def _on_load_failed(self, load_id: str, message: str) -> None:
+        if load_id == self._load_id:
+            self.model_name = None
+            self._load_failed(message)
+
+    def _load_failed(self, message: str) -> None:
+        self.top.set_status("Not loaded", message)
+        self._toast(f"The model could not be loaded: {message}")
         if self._pending_send:
             self._pending_send = False
             self.chat.begin_stream()
-            self.chat.finish_stream("error", error=f"The model could not be loaded: {message}")
-            self._set_busy(False)
+            self._finish("error", {}, f"The model could not be loaded: {message}")
 
     @Slot(int, dict)
     def _on_worker_started(self, pid: int, isolation: dict[str, Any]) -> None:
-        if isolation.get("isolated"):
-            self.privacy_label.setText("✓ Worker network-isolated  ")
-            self.privacy_label.setToolTip("The inference worker runs in its own network namespace with no "
-                                          "interface up. See the Network page for the evidence.")
-        else:
-            self.privacy_label.setText("Worker monitored only  ")
-            self.privacy_label.setToolTip(str(isolation.get("reason", "")))
+        self.top.set_isolation(isolation)
         self.network_page.set_worker(pid, isolation)
+
+    @Slot()
+    def _on_worker_stopped(self) -> None:
+        self.top.set_isolation(None)
+        self.network_page.set_worker(None, None)
 
     # -- conversations -----------------------------------------------------------------------------------
 
     @Slot()
     def refresh_conversations(self) -> None:
-        self.conv_list.clear()
-        for c in self.store.conversations(self.search.text().strip()):
-            item = QListWidgetItem(c.title)
-            item.setData(Qt.ItemDataRole.UserRole, c.id)
-            item.setToolTip(c.title)
-            self.conv_list.addItem(item)
-            if c.id == self.conversation_id:
-                item.setSelected(True)
+        self.sidebar.set_conversations(self.store.conversations(self.sidebar.search_text), self.conversation_id)
 
     @Slot()
     def new_conversation(self) -> None:
-        if self.current_request:
-            return
+        self._abandon_stream()
+        self.show_page(0)
         self.conversation_id = None
+        self.ctx.settings.last_conversation = None
         self.chat.set_messages([])
-        self.conv_list.clearSelection()
-        self.input.setFocus()
+        self.sidebar.select(None)
+        self._update_title()
+        self.composer.focus()
 
+    @Slot(int)
     def open_conversation(self, cid: int) -> None:
-        if self.current_request:
+        conv = self.store.get(cid)
+        if conv is None:
             return
+        if cid != self.conversation_id:
+            self._abandon_stream()
         self.conversation_id = cid
         self.ctx.settings.last_conversation = cid
-        self.chat.set_messages([DisplayMessage(m.role, m.content, m.reasoning, m.status, m.stats, m.id)
-                                for m in self.store.messages(cid)])
-        self.refresh_conversations()
+        self.chat.set_messages([_display(m) for m in self.store.messages(cid)])
+        self.sidebar.select(cid)
+        self._update_title()
+        if conv.model and conv.model != self.model_name and self.ctx.library.get(conv.model) is not None:
+            self.load_model(conv.model)
 
-    def _conversation_menu(self, pos: Any) -> None:
-        item = self.conv_list.itemAt(pos)
-        if item is None:
+    @Slot()
+    def _conversation_menu(self) -> None:
+        if self.conversation_id is None:
             return
-        cid = item.data(Qt.ItemDataRole.UserRole)
-        menu = QMenu(self)
-        menu.addAction("Rename…", lambda: self.rename_conversation(cid))
-        menu.addAction("Export as Markdown…", lambda: self.export_conversation(cid, "md"))
-        menu.addAction("Export as JSON…", lambda: self.export_conversation(cid, "json"))
-        menu.addSeparator()
-        menu.addAction("Delete", lambda: self.delete_conversation(cid))
-        menu.exec(self.conv_list.mapToGlobal(pos))
+        menu = self.sidebar.conversation_menu(self.conversation_id, self)
+        b = self.top.menu_button
+        menu.exec(b.mapToGlobal(QPoint(b.width() - menu.sizeHint().width(), b.height())))
 
+    @Slot(int)
     def rename_conversation(self, cid: int, title: str | None = None) -> None:
         conv = self.store.get(cid)
         if conv is None:
             return
         if title is None:
-            title, ok = QInputDialog.getText(self, "Rename conversation", "Title", text=conv.title)
+            title, ok = QInputDialog.getText(self, "Rename chat", "Title", text=conv.title)
             if not ok:
                 return
         if title.strip():
             self.store.update(cid, title=title.strip())
             self.refresh_conversations()
+            self._update_title()
 
+    @Slot(int)
     def delete_conversation(self, cid: int) -> None:
-        self.store.delete(cid)
-        self._deleted = cid
-        self.undo_button.setVisible(True)
-        self.statusBar().showMessage("Conversation deleted — Undo in the sidebar", 10000)
+        conv = self.store.get(cid)
+        if conv is None:
+            return
         if cid == self.conversation_id:
             self.new_conversation()
+        self.store.delete(cid)
+        self._deleted.append(cid)
         self.refresh_conversations()
+        self.toast.show_message(f"Deleted “{_short(conv.title)}”", "Undo", self.undo_delete, ms=8000)
 
     @Slot()
     def undo_delete(self) -> None:
-        if self._deleted is not None:
-            self.store.undelete(self._deleted)
-            self._deleted = None
-        self.undo_button.setVisible(False)
-        self.refresh_conversations()
+        if self._deleted:
+            cid = self._deleted.pop()
+            self.store.undelete(cid)
+            self.refresh_conversations()
 
+    @Slot(int, str)
     def export_conversation(self, cid: int, fmt: str, path: str | None = None) -> Path | None:
-        import json
-
+        conv = self.store.get(cid)
+        if conv is None:
+            return None
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export conversation", f"conversation.{fmt}")
+            suggested = str(Path.home() / f"{_filename(conv.title)}.{fmt}")
+            kind = "Markdown (*.md)" if fmt == "md" else "JSON (*.json)"
+            path, _ = QFileDialog.getSaveFileName(self, "Export chat", suggested, kind)
             if not path:
                 return None
         data = (self.store.export_markdown(cid) if fmt == "md"
                 else json.dumps(self.store.export_json(cid), indent=2, ensure_ascii=False))
-        Path(path).write_text(data, encoding="utf-8")
+        try:
+            Path(path).write_text(data, encoding="utf-8")
+        except OSError as exc:
+            QMessageBox.warning(self, "Export chat", f"Could not write {path}: {exc.strerror or exc}")
+            return None
+        self._toast(f"Exported to {Path(path).name}")
         return Path(path)
+
+    @Slot(int)
+    def conversation_settings(self, cid: int) -> None:
+        conv = self.store.get(cid)
+        if conv is None:
+            return
+        s = self.ctx.settings
+        defaults = effective_sampling(s, {}, bool(self.load_info and self.load_info.is_r1))
+        dlg = ConversationSettingsDialog(conv.title, conv.model, conv.system_prompt, conv.sampling, defaults, self)
+        if dlg.exec():
+            system_prompt, sampling = dlg.result_values()
+            self.store.update(cid, system_prompt=system_prompt, sampling=sampling)
 
     # -- chatting ----------------------------------------------------------------------------------------
 
     def _set_busy(self, busy: bool) -> None:
-        self.send_button.setText("Stop" if busy else "Send")
-        self.model_picker.setEnabled(not busy)
+        self.composer.set_busy(busy)
+        self.chat.set_busy(busy)
+        self.top.picker.setEnabled(not busy)
 
-    @Slot()
-    def _send_or_stop(self) -> None:
-        if self.current_request:
-            self.stop()
-        else:
-            self.send()
+    @property
+    def send_button(self) -> Any:
+        return self.composer.button
 
     @Slot()
     def send(self) -> None:
-        text = self.input.toPlainText().strip()
-        if not text or self.current_request:
+        text = self.composer.text().strip()
+        if not text or self.current_request or self._pending_send:
             return
         if self.conversation_id is None:
-            title = text.splitlines()[0][:48]
+            title = text.splitlines()[0][:60]
             conv = self.store.create(title=title, model=self.model_name, system_prompt=self.ctx.settings.system_prompt)
             self.conversation_id = conv.id
             self.ctx.settings.last_conversation = conv.id
             self.refresh_conversations()
+            self._update_title()
         m = self.store.add_message(self.conversation_id, "user", text)
-        self.chat.messages.append(DisplayMessage("user", text, db_id=m.id))
-        self.input.clear()
+        self.chat.add_message(DisplayMessage("user", text, db_id=m.id))
+        self.composer.clear()
         self._start_turn()
 
     def _start_turn(self) -> None:
         assert self.conversation_id is not None
         if self.model_name is None or self.load_info is None:
             self._pending_send = True
-            self.chat.render_now()
+            self._set_busy(True)
             if self.model_name is None:
-                name = self.model_picker.currentData()
+                name = self.top.picker.currentData()
                 if name:
                     self.load_model(name)
                 else:
                     self._pending_send = False
                     self.chat.begin_stream()
-                    self.chat.finish_stream("error", error="No model is installed. Open the Models page.")
+                    self._finish("error", {}, "No model is installed yet. Open the Models page to download one "
+                                              "or import a GGUF file.")
             return
         conv = self.store.get(self.conversation_id)
-        history = [ChatMessage(m.role, m.content) for m in self.store.messages(self.conversation_id)  # type: ignore
-                   if m.role in ("user", "assistant") and m.content]
-        history = strip_reasoning(history)
-        system = conv.system_prompt if conv else ""
-        if system:
-            history.insert(0, ChatMessage("system", system))
-        s = self.ctx.settings
-        sampling = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens)
-        if self.load_info.is_r1:
-            history = fold_system_prompt(history)
-            sampling = default_sampling(True, sampling)
+        is_r1 = self.load_info.is_r1
+        history = history_for(self.store.messages(self.conversation_id), conv.system_prompt if conv else "", is_r1)
+        sampling = effective_sampling(self.ctx.settings, conv.sampling if conv else {}, is_r1)
         self.current_request = uuid.uuid4().hex
-        self.chat.begin_stream()
+        self._stream_row = None
+        self._last_checkpoint = time.monotonic()
+        self.chat.begin_stream(self.model_name)
         self._set_busy(True)
         self.bridge.requestChat.emit(self.current_request, [m.to_dict() for m in history], sampling)
 
@@ -441,57 +511,93 @@ class MainWindow(QMainWindow):
         elif isinstance(chunk, StatsChunk):
             status = "stopped" if chunk.stats.finish_reason == "cancelled" else "complete"
             self._finish(status, chunk.stats.to_dict())
+            return
         elif isinstance(chunk, ErrorChunk):
-            hint = {"context_overflow": "Shorten the message or raise the context length in Settings.",
-                    "out_of_memory": "The model ran out of memory: lower the context length or GPU layers."}
-            self._finish("error", {}, f"{chunk.message} {hint.get(chunk.kind, '')}".strip())
+            self._finish("error", {}, f"{chunk.message} {ERROR_HINTS.get(chunk.kind, '')}".strip())
+            return
+        if time.monotonic() - self._last_checkpoint >= CHECKPOINT_S:
+            self.checkpoint()
 
-    @Slot(str, str, str, str)
-    def _on_crashed(self, request_id: str, message: str, partial: str, partial_reasoning: str) -> None:
+    @Slot(str, str)
+    def _on_crashed(self, request_id: str, message: str) -> None:
         if request_id != self.current_request:
             return
         self.load_info = None
         self.model_name = None  # the next question starts a new worker and reloads the model
-        self.device_label.setText("  Worker stopped")
-        self.network_page.set_worker(None, None)
-        self._finish("error", {}, f"{message}. Your conversation is saved; ask again to restart the model.")
+        self.top.set_status("Stopped — ask again to restart", message)
+        self._finish("error", {}, f"The model stopped unexpectedly: {message}. Your conversation is saved; "
+                                  "Retry or ask again to restart it.")
+
+    def checkpoint(self) -> None:
+        """Save the streaming answer so far (status "stopped" until it completes)."""
+        m = self.chat.streaming
+        if m is None or self.conversation_id is None or not (m.content or m.reasoning):
+            return
+        self._last_checkpoint = time.monotonic()
+        stats = {"model": m.model}
+        if self._stream_row is None:
+            self._stream_row = self.store.add_message(self.conversation_id, "assistant", m.content, m.reasoning,
+                                                      status="stopped", stats=stats).id
+        else:
+            self.store.update_message(self._stream_row, content=m.content, reasoning=m.reasoning)
+        m.db_id = self._stream_row
 
     def _finish(self, status: str, stats: dict[str, Any], error: str = "") -> None:
-        m = self.chat.messages[-1] if self.chat.messages else None
+        m = self.chat.streaming
         self.chat.finish_stream(status, stats, error)
         if m is not None and self.conversation_id is not None and (m.content or m.reasoning or status != "complete"):
-            saved = self.store.add_message(self.conversation_id, "assistant", m.content, m.reasoning,
-                                           status=status, stats=stats)
-            m.db_id = saved.id
+            saved_stats = dict(m.stats, model=m.model)
+            if error:
+                saved_stats["error"] = error
+            if self._stream_row is not None:
+                self.store.update_message(self._stream_row, content=m.content, reasoning=m.reasoning,
+                                          status=status, stats=saved_stats)
+                m.db_id = self._stream_row
+            else:
+                m.db_id = self.store.add_message(self.conversation_id, "assistant", m.content, m.reasoning,
+                                                 status=status, stats=saved_stats).id
+        self._stream_row = None
         self.current_request = None
+        self._pending_send = False
         self._set_busy(False)
+        self.refresh_conversations()
+
+    def _abandon_stream(self) -> None:
+        """Leaving a chat while it streams: stop the worker and keep the partial answer as stopped."""
+        if self.current_request:
+            self.bridge.cancel()
+            self._finish("stopped", {"finish_reason": "cancelled"})
+        self._pending_send = False
 
     @Slot()
     def stop(self) -> None:
         if self.current_request:
             self.bridge.cancel()
+        elif self._pending_send:  # still waiting for the model to load: just do not send
+            self._pending_send = False
+            self._set_busy(False)
 
     @Slot(int)
     def regenerate(self, index: int) -> None:
-        if self.current_request or self.conversation_id is None:
+        if self.current_request or self.conversation_id is None or index >= len(self.chat.messages):
             return
         m = self.chat.messages[index]
         if m.db_id is not None:
             self.store.delete_messages_from(self.conversation_id, m.db_id)
-        del self.chat.messages[index:]
+        self.chat.truncate(index)
         self._start_turn()
 
-    @Slot(int)
-    def edit_message(self, index: int) -> None:
-        if self.current_request or self.conversation_id is None:
+    @Slot(int, str)
+    def edit_and_resend(self, index: int, text: str) -> None:
+        if self.current_request or self.conversation_id is None or index >= len(self.chat.messages):
             return
         m = self.chat.messages[index]
-        self.input.setPlainText(m.content)
         if m.db_id is not None:
             self.store.delete_messages_from(self.conversation_id, m.db_id)
-        del self.chat.messages[index:]
-        self.chat.render_now()
-        self.input.setFocus()
+        self.chat.truncate(index)
+        saved = self.store.add_message(self.conversation_id, "user", text)
+        self.chat.add_message(DisplayMessage("user", text, db_id=saved.id))
+        self._start_turn()
 
     @Slot()
     def retry(self) -> None:
@@ -504,23 +610,42 @@ class MainWindow(QMainWindow):
     def open_settings(self) -> None:
         hint = ""
         if self.load_info is not None:
-            hint = f"Planner: {self.load_info.n_gpu_layers} GPU layers for the current model on this machine."
+            layers = self.load_info.n_gpu_layers
+            hint = (f"For {self.model_name} on this machine the planner chose {layers} GPU layer"
+                    f"{'' if layers == 1 else 's'}" + (" (CPU only)." if not layers else "."))
         dlg = SettingsDialog(self.ctx.settings, hint, self)
-        if dlg.exec():
-            old = self.ctx.settings
-            self.ctx.settings = dlg.chosen
-            self.ctx.save_settings()
-            self.dark = apply_theme(self.ctx.settings.theme)
-            self.chat.set_dark(self.dark)
-            if self.model_name and (old.n_ctx, old.n_gpu_layers, old.n_threads) != (
-                    dlg.chosen.n_ctx, dlg.chosen.n_gpu_layers, dlg.chosen.n_threads):
-                self.load_model(self.model_name)
+        if not dlg.exec() or dlg.chosen is None:
+            return
+        old, new = self.ctx.settings, dlg.chosen
+        new.window = old.window
+        self.ctx.settings = new
+        self.ctx.library.models_dir = self.ctx.models_dir
+        self.ctx.save_settings()
+        if new.theme != old.theme:
+            self.apply_theme()
+        if new.models_dir != old.models_dir:
+            self.refresh_models()
+        if new.require_isolation != old.require_isolation:
+            self._toast("The isolation setting applies when the app next starts.")
+        if self.model_name and (old.n_ctx, old.n_gpu_layers, old.n_threads) != (new.n_ctx, new.n_gpu_layers,
+                                                                               new.n_threads):
+            self.load_model(self.model_name)
+
+    def apply_theme(self) -> None:
+        self.theme = theming.apply_theme(self.ctx.settings.theme)
+        for part in (self.nav, self.sidebar, self.top, self.composer):
+            part.restyle()
+        self.chat.set_theme(self.theme)
 
     @Slot(Qt.ColorScheme)
     def _on_system_scheme_changed(self, _scheme: Qt.ColorScheme) -> None:
         if self.ctx.settings.theme == "system":
-            self.dark = apply_theme("system")
-            self.chat.set_dark(self.dark)
+            self.apply_theme()
+
+    @Slot()
+    def _show_recovery_notice(self) -> None:
+        if self.notice:
+            QMessageBox.warning(self, "Conversation history", self.notice)
 
     def _restore_state(self) -> None:
         w = self.ctx.settings.window
@@ -533,8 +658,11 @@ class MainWindow(QMainWindow):
             log.warning("could not restore the window layout; using defaults")
 
     def save_state(self) -> None:
+        sizes = self.splitter.sizes()
+        if not self.sidebar.isVisible():
+            sizes = self.ctx.settings.window.get("splitter", sizes)
         self.ctx.settings.window = {"geometry": base64.b64encode(bytes(self.saveGeometry().data())).decode(),
-                                    "splitter": self.splitter.sizes()}
+                                    "splitter": sizes}
         self.ctx.save_settings()
 
     def closeEvent(self, e: QCloseEvent) -> None:
@@ -542,20 +670,30 @@ class MainWindow(QMainWindow):
         super().closeEvent(e)
 
     def shutdown(self) -> None:
-        if getattr(self, "_shut", False):
+        if self._shut:
             return
         self._shut = True
         w = self.bridge.worker
-        for sig in (w.workerStarted, w.loadProgress, w.loaded, w.loadFailed, w.chunk, w.turnCrashed):
+        for sig in (w.workerStarted, w.workerStopped, w.loadProgress, w.loaded, w.loadFailed, w.chunk,
+                    w.turnCrashed):
             sig.disconnect()  # late events from the engine thread must not reach a closed store
-        if self.current_request and self.chat.messages:
-            m = self.chat.messages[-1]
-            if m.status == "streaming" and self.conversation_id is not None:
-                self.store.add_message(self.conversation_id, "assistant", m.content, m.reasoning, status="stopped")
-            self.bridge.cancel()
+        self._abandon_stream()
         self.save_state()
         self.models_page.shutdown()
         self.bridge.stop()
-        if self._deleted is not None:
-            self.store.purge_deleted()
+        self.store.purge_deleted()
         self.store.close()
+
+
+def _display(m: Message) -> DisplayMessage:
+    return DisplayMessage(m.role, m.content, m.reasoning, m.status, m.stats, m.id, model=str(m.stats.get("model", "")),
+                          thought_s=m.stats.get("thought_s"), error=str(m.stats.get("error", "")))
+
+
+def _short(title: str, n: int = 40) -> str:
+    return title if len(title) <= n else title[: n - 1] + "…"
+
+
+def _filename(title: str) -> str:
+    safe = "".join(c if c.isalnum() or c in " -_" else "_" for c in title).strip()
+    return (safe or "chat")[:60]
