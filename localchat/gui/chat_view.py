@@ -41,6 +41,8 @@ from localchat.gui.theme import Theme, current
 from localchat.gui.widgets import ElidedLabel
 
 RENDER_INTERVAL_MS = 50
+EAGER_MESSAGES = 10  # opening a chat builds its last messages at once, older ones a few at a time between events
+OLDER_SLICE_S = 0.012  # how long one round of building older messages may hold the GUI thread
 COLUMN_WIDTH = 820  # the reading column; wider windows get margins, like every chat app
 SUGGESTIONS = (
     ("Explain a concept", "Explain how public-key cryptography works, with a simple analogy."),
@@ -268,12 +270,27 @@ class MarkdownView(QWidget):
         self._items: list[tuple[str, QWidget]] = []
         self._segments: list[Segment] = []
         self._text: str | None = None
+        self._streaming = False
+        self._stable_text = ""  # while streaming: the finished part, rendered once into _stable
+        self._stable: list[Segment] = []
 
-    def set_markdown(self, text: str) -> None:
-        if text == self._text:
+    def set_markdown(self, text: str, streaming: bool = False) -> None:
+        """Render ``text``. While streaming, finished blocks are set aside and only the rest is re-parsed, so a
+        re-render costs the same at token 3,000 as at token 30; the final render merges everything again."""
+        if text == self._text and streaming == self._streaming:
             return
-        self._text = text
-        segments = self._renderer.segments(text)
+        self._text, self._streaming = text, streaming
+        if not streaming or not text.startswith(self._stable_text):
+            self._stable_text, self._stable = "", []
+        if streaming:
+            tail = text[len(self._stable_text):]
+            stable, rest, cut = self._renderer.split_stable(tail)
+            if cut:
+                self._stable_text += tail[:cut]
+                self._stable = self._stable + stable
+            segments = self._stable + rest
+        else:
+            segments = self._renderer.segments(text)
         for i, seg in enumerate(segments):
             if i < len(self._items) and self._items[i][0] != seg.kind:
                 self._drop_from(i)
@@ -412,6 +429,7 @@ class AssistantMessage(QWidget):
         super().__init__()
         self.view = view
         self.msg = msg
+        self._streamed = False
         t = current()
         outer = QHBoxLayout(self)
         outer.setContentsMargins(0, 4, 0, 4)
@@ -486,7 +504,9 @@ class AssistantMessage(QWidget):
         if m.reasoning.strip():
             self.reasoning.set_state(thought_label(m), m.reasoning, m.reasoning_open)
         self.content.setVisible(bool(m.content))
-        self.content.set_markdown(m.content)
+        self._streamed = self._streamed or streaming
+        # an answer streamed here keeps its pieces when it completes: merging them would re-render it all at once
+        self.content.set_markdown(m.content, streaming=self._streamed)
         self.notices.setText("\n".join(m.notices))
         self.notices.setVisible(bool(m.notices))
         self.error.setVisible(bool(m.error))
@@ -794,6 +814,7 @@ class ChatView(QStackedWidget):
         self.render_count = 0
         self._dirty = False
         self._stick = True
+        self._older = 0  # messages[:_older] have no widget yet (see set_messages)
         self.empty = EmptyState()
         self.empty.suggestionPicked.connect(self.suggestionPicked)
         self.area = QScrollArea()
@@ -823,11 +844,30 @@ class ChatView(QStackedWidget):
     def set_messages(self, messages: list[DisplayMessage]) -> None:
         self._clear()
         self.messages = messages
-        for m in messages:
+        self._older = max(0, len(messages) - EAGER_MESSAGES)
+        for m in messages[self._older:]:
             self._append_widget(m)
         self._stick = True
         self._update_page()
         self._scroll_to_end()
+        if self._older:
+            QTimer.singleShot(0, self._build_older)
+
+    @Slot()
+    def _build_older(self) -> None:
+        """Build a few more of the older messages above the visible ones (the view stays at the bottom)."""
+        deadline = time.monotonic() + OLDER_SLICE_S
+        while self._older and time.monotonic() < deadline:
+            self._older -= 1
+            w = self._make_widget(self.messages[self._older])
+            self.column.lay.insertWidget(0, w)
+            self._widgets.insert(0, w)
+        if self._older:
+            QTimer.singleShot(0, self._build_older)
+
+    def _build_all_older(self) -> None:
+        while self._older:
+            self._build_older()
 
     def add_message(self, m: DisplayMessage) -> None:
         self.messages.append(m)
@@ -837,6 +877,7 @@ class ChatView(QStackedWidget):
 
     def truncate(self, index: int) -> None:
         """Drop message ``index`` and everything after it."""
+        self._build_all_older()
         for w in self._widgets[index:]:
             self.column.lay.removeWidget(w)
             w.deleteLater()
@@ -845,7 +886,7 @@ class ChatView(QStackedWidget):
         self._update_page()
 
     def index_of(self, widget: QWidget) -> int:
-        return self._widgets.index(widget)  # type: ignore[arg-type]
+        return self._older + self._widgets.index(widget)  # type: ignore[arg-type]
 
     def begin_stream(self, model: str = "") -> DisplayMessage:
         m = DisplayMessage("assistant", status="streaming", model=model)
@@ -910,6 +951,7 @@ class ChatView(QStackedWidget):
 
     def plain_text(self) -> str:
         """The conversation as the user reads it (tests and accessibility)."""
+        self._build_all_older()
         return "\n\n".join(w.plain_text() for w in self._widgets)
 
     def set_busy(self, busy: bool) -> None:
@@ -937,15 +979,20 @@ class ChatView(QStackedWidget):
 
     # -- internals ---------------------------------------------------------------------------------------
 
-    def _append_widget(self, m: DisplayMessage) -> None:
+    def _make_widget(self, m: DisplayMessage) -> AssistantMessage | UserMessage:
         w: AssistantMessage | UserMessage = UserMessage(self, m) if m.role == "user" else AssistantMessage(self, m)
-        self.column.lay.insertWidget(self.column.lay.count() - 1, w)
-        self._widgets.append(w)
         if isinstance(w, AssistantMessage):
             w.regen_button.setEnabled(not self.busy)
+        return w
+
+    def _append_widget(self, m: DisplayMessage) -> None:
+        w = self._make_widget(m)
+        self.column.lay.insertWidget(self.column.lay.count() - 1, w)
+        self._widgets.append(w)
 
     def _clear(self) -> None:
         self._timer.stop()
+        self._older = 0
         for w in self._widgets:
             self.column.lay.removeWidget(w)
             w.deleteLater()

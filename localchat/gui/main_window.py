@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import time
 import uuid
 from dataclasses import replace
@@ -49,6 +50,7 @@ from localchat.gui.chrome import PAGES, NavRail, TopBar
 from localchat.gui.composer import Composer
 from localchat.gui.dialogs import ConversationSettingsDialog, SettingsDialog
 from localchat.gui.engine_bridge import EngineBridge, LoadRequest
+from localchat.gui.markdown_render import warm_lexers
 from localchat.gui.models_page import ModelsPage
 from localchat.gui.network_page import NetworkPage
 from localchat.gui.sidebar import Sidebar
@@ -124,6 +126,7 @@ class MainWindow(QMainWindow):
         if last and self.store.get(last):
             self.open_conversation(last)
         self._update_title()
+        threading.Thread(target=warm_lexers, name="warm-lexers", daemon=True).start()
         if self.store.recovered_from is not None:
             self.notice = (f"Your conversation history could not be read, so localchat started a new one. The old "
                            f"file was kept as {self.store.recovered_from.name} in {self.store.recovered_from.parent}.")
@@ -360,8 +363,10 @@ class MainWindow(QMainWindow):
         conv = self.store.get(cid)
         if conv is None:
             return
-        if cid != self.conversation_id:
-            self._abandon_stream()
+        if cid == self.conversation_id and (self.current_request or self._pending_send):
+            self.show_page(0)  # already open and answering: nothing to reload
+            return
+        self._abandon_stream()
         self.conversation_id = cid
         self.ctx.settings.last_conversation = cid
         self.chat.set_messages([_display(m) for m in self.store.messages(cid)])

@@ -103,6 +103,8 @@ def test_stop_saves_partial_marked_stopped_and_regenerate_replaces_it(qtbot, w: 
     w.ctx.settings.max_tokens, w.ctx.settings.temperature = 600, 0.8
     ask(qtbot, w, LONG)
     qtbot.waitUntil(lambda: len(w.chat.messages[-1].content) > 40, timeout=TIMEOUT)
+    w.open_conversation(w.conversation_id)  # clicking the chat that is answering changes nothing
+    assert w.current_request is not None and w.chat.streaming is w.chat.messages[-1]
     qtbot.keyClick(w.chat, Qt.Key.Key_Escape)
     wait_done(qtbot, w)
     stopped = w.chat.messages[-1]
@@ -268,6 +270,18 @@ def test_theme_switch_rebuilds_the_conversation(qtbot, w: MainWindow) -> None:
     finally:
         w.ctx.settings.theme = "light"
         w.apply_theme()
+
+
+def test_long_conversation_opens_with_its_last_messages_then_the_rest(qtbot, w: MainWindow) -> None:
+    conv = w.store.create("Long")
+    for i in range(15):
+        w.store.add_message(conv.id, "user", f"question {i}")
+        w.store.add_message(conv.id, "assistant", f"answer {i}\n\n```python\nx = {i}\n```")
+    w.open_conversation(conv.id)
+    assert 0 < len(w.chat._widgets) < 30  # the newest at once...
+    qtbot.waitUntil(lambda: len(w.chat._widgets) == 30, timeout=5000)  # ...the older ones between events
+    assert [x.msg.content for x in w.chat._widgets] == [m.content for m in w.chat.messages]
+    assert w.chat.index_of(w.chat._widgets[3]) == 3 and "question 0" in w.chat.plain_text()
 
 
 def test_corrupt_database_backed_up_and_reported(qtbot, isolated_home: Path, monkeypatch) -> None:
