@@ -119,7 +119,7 @@ class TopBar(QWidget):
         picker_box.setContentsMargins(0, 6, 0, 0)
         self.picker = QComboBox()
         self.picker.setObjectName("modelPicker")
-        self.picker.setMinimumWidth(260)
+        self.picker.setMinimumWidth(220)
         self.picker.setMaximumWidth(380)
         self.picker.setToolTip("The model answering in this chat")
         self.picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)

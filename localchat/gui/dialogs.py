@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -37,9 +38,9 @@ def _section(text: str) -> QLabel:
 
 
 def _hint(text: str) -> QLabel:
+    """A note under a field; lines are broken by hand (a word-wrapped label in a form can overlap its rows)."""
     label = QLabel(text)
     label.setObjectName("hint")
-    label.setWordWrap(True)
     return label
 
 
@@ -47,6 +48,8 @@ def _buttons(dialog: QDialog) -> QDialogButtonBox:
     buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
     buttons.accepted.connect(dialog.accept)
     buttons.rejected.connect(dialog.reject)
+    for b in buttons.buttons():
+        b.setIcon(QIcon())  # no floppy-disk icons from the style
     save = buttons.button(QDialogButtonBox.StandardButton.Save)
     save.setObjectName("primary")
     save.setDefault(True)
@@ -83,8 +86,8 @@ class SettingsDialog(QDialog):
         form.addRow("Top-p", self.top_p)
         form.addRow("Max tokens", self.max_tokens)
         form.addRow("System prompt", self.system_prompt)
-        form.addRow("", _hint("Defaults for new chats. Each chat can override them (⋯ → Chat settings). "
-                              "DeepSeek-R1 distills use their recommended temperature 0.6 and top-p 0.95 "
+        form.addRow("", _hint("Defaults for new chats; each chat can override them (⋯ → Chat settings).\n"
+                              "DeepSeek-R1 distills use their recommended temperature 0.6 and top-p 0.95\n"
                               "unless a chat sets its own."))
 
         self.n_ctx = QSpinBox(minimum=256, maximum=1_048_576, singleStep=1024, value=settings.n_ctx)
@@ -105,6 +108,7 @@ class SettingsDialog(QDialog):
         self.models_dir = QLineEdit(settings.models_dir or "")
         self.models_dir.setPlaceholderText("Default folder")
         browse = QPushButton("Browse…")
+        browse.setAutoDefault(False)
         browse.clicked.connect(self._browse)
         row = QHBoxLayout()
         row.addWidget(self.models_dir, 1)
@@ -121,8 +125,8 @@ class SettingsDialog(QDialog):
         form.addRow("Theme", self.theme)
         form.addRow(_section("Privacy"))
         form.addRow("", self.require_isolation)
-        form.addRow("", _hint("When the worker cannot be isolated from the network (for example without user "
-                              "namespaces), models will not load instead of running monitored only."))
+        form.addRow("", _hint("When the worker cannot be cut off from the network (for example without\n"
+                              "user namespaces), models will not load rather than run monitored only."))
 
         self.error = QLabel("")
         self.error.setObjectName("formError")
@@ -200,7 +204,7 @@ class ConversationSettingsDialog(QDialog):
         head = QLabel(title)
         head.setObjectName("settingsSection")
         outer.addWidget(head)
-        outer.addWidget(_hint(f"Model: {model or 'the one selected in the top bar'}. Choosing another model in the "
+        outer.addWidget(_hint(f"Model: {model or 'the one selected in the top bar'}. Choosing another model in the\n"
                               "top bar while this chat is open switches the chat to it."))
         form = QFormLayout()
         form.setHorizontalSpacing(18)

@@ -151,6 +151,10 @@ def _chevron_down(p: QPainter) -> None:
     p.drawPath(_path((5.5, 9), (12, 15.5), (18.5, 9)))
 
 
+def _chevron_up(p: QPainter) -> None:
+    p.drawPath(_path((5.5, 15), (12, 8.5), (18.5, 15)))
+
+
 def _more(p: QPainter) -> None:
     color = p.pen().color()
     p.setPen(Qt.PenStyle.NoPen)
@@ -224,7 +228,8 @@ DRAWINGS: dict[str, Draw] = {
     "chat": _chat, "models": _models, "network": _shield, "shield-check": _shield_check, "settings": _settings,
     "plus": _plus, "new-chat": _new_chat, "search": _search, "copy": _copy, "check": _check, "refresh": _refresh,
     "edit": _edit, "trash": _trash, "send": _send, "stop": _stop, "chevron-right": _chevron_right,
-    "chevron-down": _chevron_down, "more": _more, "sliders": _sliders, "export": _export, "warning": _warning,
+    "chevron-down": _chevron_down, "chevron-up": _chevron_up,
+    "more": _more, "sliders": _sliders, "export": _export, "warning": _warning,
     "cpu": _cpu, "sparkle": _sparkle, "thinking": _brain, "close": _close, "sidebar": _sidebar,
 }
 

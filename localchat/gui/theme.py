@@ -113,8 +113,9 @@ def _template() -> string.Template:
 
 
 def stylesheet(theme: Theme) -> str:
-    chevron = resources_dir() / "icons" / "ui" / f"chevron-down-{theme.name}.png"
-    return _template().safe_substitute(asdict(theme), chevron=chevron.as_posix())
+    ui = resources_dir() / "icons" / "ui"
+    return _template().safe_substitute(asdict(theme), chevron=(ui / f"chevron-down-{theme.name}.png").as_posix(),
+                                       chevron_up=(ui / f"chevron-up-{theme.name}.png").as_posix())
 
 
 def palette(theme: Theme) -> QPalette:

@@ -62,7 +62,7 @@ class Toast(QFrame):
     def _place(self) -> None:
         parent = self.parentWidget()
         if parent is not None:
-            self.move((parent.width() - self.width()) // 2, parent.height() - self.height() - 96)
+            self.move((parent.width() - self.width()) // 2, parent.height() - self.height() - 150)
 
     def eventFilter(self, obj: QObject, e: QEvent) -> bool:
         if e.type() == QEvent.Type.Resize and self.isVisible():

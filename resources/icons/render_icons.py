@@ -37,8 +37,8 @@ def main() -> int:
     from localchat.gui.theme import DARK, LIGHT
 
     for theme in (LIGHT, DARK):
-        icons.pixmap("chevron-down", theme.muted, 12, dpr=2.0, stroke=2.4).save(
-            str(HERE / "ui" / f"chevron-down-{theme.name}.png"))
+        for name in ("chevron-down", "chevron-up"):
+            icons.pixmap(name, theme.muted, 12, dpr=2.0, stroke=2.4).save(str(HERE / "ui" / f"{name}-{theme.name}.png"))
     del app
     print(f"rendered {len(SIZES)} app icon sizes and the UI images into {HERE}")
     return 0
