@@ -160,7 +160,8 @@ def test_edit_and_resend_truncates_and_answers_again(qtbot, w: MainWindow) -> No
     assert [m.content for m in w.chat.messages] == [m.content for m in rows]
 
 
-def test_crafted_reasoning_stream_renders_and_exports_match(qtbot, w: MainWindow, tmp_path: Path) -> None:
+def test_crafted_reasoning_stream_renders_and_exports_match(qtbot, w: MainWindow, tmp_path: Path,
+                                                            monkeypatch) -> None:
     conv = w.store.create("Crafted")
     w.store.add_message(conv.id, "user", "Is 7 prime?")
     w.open_conversation(conv.id)
@@ -192,6 +193,10 @@ def test_crafted_reasoning_stream_renders_and_exports_match(qtbot, w: MainWindow
     assert [(x["role"], x["content"], x["reasoning"]) for x in data["messages"]] == [
         (r.role, r.content, r.reasoning) for r in rows]
     assert data["messages"][1]["reasoning"] == m.reasoning and data["messages"][1]["content"] == m.content
+    warned: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]))
+    assert w.export_conversation(conv.id, "md", str(tmp_path)) is None  # a folder: refused, said, nothing lost
+    assert "Could not write" in warned[0] and md.read_text()
     mdt = md.read_text()
     assert mdt.startswith("# Crafted") and "Is 7 prime?" in mdt and "```python\nprint(7)\n```" in mdt
     assert "<details><summary>Reasoning</summary>" in mdt and m.reasoning in mdt

@@ -38,3 +38,32 @@ def test_highlighting_is_cached_and_unknown_languages_are_plain() -> None:
     a = r.highlighter.html("def f():\n    return 1", "python")
     assert "<span" in a and r.highlighter.html("def f():\n    return 1", "python") is a
     assert r.highlighter.html("<b>x</b>", "no-such-language") == "&lt;b&gt;x&lt;/b&gt;"
+
+
+STREAM = ("# Title\n\nFirst paragraph with **bold** text that runs on for a while. " * 12 + "\n\n"
+          "```python\nprint('a')\n```\n\n- item one\n- item two\n\n  still item two\n\nA closing paragraph. " * 8)
+
+
+def _render(segments) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    return [(s.kind, s.code if s.kind == "code" else s.html) for s in segments]
+
+
+def test_streaming_split_renders_like_a_full_parse_and_never_cuts_into_a_list() -> None:
+    r = MarkdownRenderer(LIGHT)
+    cuts = 0
+    for end in range(200, len(STREAM), 97):  # every prefix a stream passes through
+        text = STREAM[:end]
+        stable, rest, cut = r.split_stable(text, min_chars=300)
+        if cut:
+            cuts += 1
+            assert text[:cut].endswith("\n") and len(text[:cut]) >= 300
+            assert _render(stable) == _render(r.segments(text[:cut]))
+            assert _render(rest) == _render(r.segments(text[cut:]))
+            before = text[:cut].rstrip("\n").splitlines()[-1]
+            assert not before.lstrip().startswith(("- ", "still item"))  # lists may continue: never cut after one
+        # the pieces carry the same code blocks and the same words as one parse of the whole
+        whole = r.segments(text)
+        assert [s.code for s in stable + rest if s.kind == "code"] == [s.code for s in whole if s.kind == "code"]
+    assert cuts > 10
+    stable, rest, cut = r.split_stable("short text\n\nmore", min_chars=300)
+    assert (stable, cut) == ([], 0) and len(rest) == 1
