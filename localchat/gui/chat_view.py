@@ -929,7 +929,6 @@ class ChatView(QStackedWidget):
             m.thought_s = time.monotonic() - m.thought_started
         if m.thought_s is not None:
             m.stats["thought_s"] = round(m.thought_s, 2)
-            m.reasoning_open = False
         self._timer.stop()
         self._dirty = False
         self._widgets[-1].refresh()
@@ -944,10 +943,6 @@ class ChatView(QStackedWidget):
             self._dirty = False
             self._widgets[-1].refresh()
             self.render_count += 1
-
-    def render_now(self) -> None:
-        for w in self._widgets:
-            w.refresh()
 
     def plain_text(self) -> str:
         """The conversation as the user reads it (tests and accessibility)."""

@@ -72,9 +72,6 @@ def _settings(p: QPainter) -> None:  # a gear: eight teeth around a ring
     p.drawEllipse(QPointF(12, 12), 3, 3)
 
 
-def _plus(p: QPainter) -> None:
-    p.drawLine(QPointF(12, 5), QPointF(12, 19))
-    p.drawLine(QPointF(5, 12), QPointF(19, 12))
 
 
 def _new_chat(p: QPainter) -> None:
@@ -184,14 +181,6 @@ def _warning(p: QPainter) -> None:
     p.drawPoint(QPointF(12, 17))
 
 
-def _cpu(p: QPainter) -> None:
-    p.drawRoundedRect(QRectF(5.5, 5.5, 13, 13), 2, 2)
-    p.drawRect(QRectF(9.5, 9.5, 5, 5))
-    for v in (9.5, 14.5):
-        p.drawLine(QPointF(v, 2.5), QPointF(v, 5.5))
-        p.drawLine(QPointF(v, 18.5), QPointF(v, 21.5))
-        p.drawLine(QPointF(2.5, v), QPointF(5.5, v))
-        p.drawLine(QPointF(18.5, v), QPointF(21.5, v))
 
 
 def _sparkle(p: QPainter) -> None:
@@ -203,34 +192,18 @@ def _sparkle(p: QPainter) -> None:
     p.drawPath(path)
 
 
-def _brain(p: QPainter) -> None:  # "thinking": a lightbulb
-    path = QPainterPath(QPointF(9, 17))
-    path.cubicTo(9, 14, 5, 12.5, 5, 9)
-    path.cubicTo(5, 5, 8.5, 2.5, 12, 2.5)
-    path.cubicTo(15.5, 2.5, 19, 5, 19, 9)
-    path.cubicTo(19, 12.5, 15, 14, 15, 17)
-    path.closeSubpath()
-    p.drawPath(path)
-    p.drawLine(QPointF(9.5, 20.5), QPointF(14.5, 20.5))
 
 
-def _close(p: QPainter) -> None:
-    p.drawLine(QPointF(6, 6), QPointF(18, 18))
-    p.drawLine(QPointF(18, 6), QPointF(6, 18))
 
 
-def _sidebar(p: QPainter) -> None:
-    p.drawRoundedRect(QRectF(3, 4, 18, 16), 3, 3)
-    p.drawLine(QPointF(9, 4), QPointF(9, 20))
 
 
 DRAWINGS: dict[str, Draw] = {
     "chat": _chat, "models": _models, "network": _shield, "shield-check": _shield_check, "settings": _settings,
-    "plus": _plus, "new-chat": _new_chat, "search": _search, "copy": _copy, "check": _check, "refresh": _refresh,
-    "edit": _edit, "trash": _trash, "send": _send, "stop": _stop, "chevron-right": _chevron_right,
-    "chevron-down": _chevron_down, "chevron-up": _chevron_up,
-    "more": _more, "sliders": _sliders, "export": _export, "warning": _warning,
-    "cpu": _cpu, "sparkle": _sparkle, "thinking": _brain, "close": _close, "sidebar": _sidebar,
+    "new-chat": _new_chat, "search": _search, "copy": _copy, "check": _check, "refresh": _refresh, "edit": _edit,
+    "trash": _trash, "send": _send, "stop": _stop, "chevron-right": _chevron_right, "chevron-down": _chevron_down,
+    "chevron-up": _chevron_up, "more": _more, "sliders": _sliders, "export": _export, "warning": _warning,
+    "sparkle": _sparkle,
 }
 
 
