@@ -126,7 +126,7 @@ class MainWindow(QMainWindow):
         if last and self.store.get(last):
             self.open_conversation(last)
         self._update_title()
-        threading.Thread(target=warm_lexers, name="warm-lexers", daemon=True).start()
+        QTimer.singleShot(1000, self._warm_lexers)  # after the first paint: it competes for the GIL
         if self.store.recovered_from is not None:
             self.notice = (f"Your conversation history could not be read, so localchat started a new one. The old "
                            f"file was kept as {self.store.recovered_from.name} in {self.store.recovered_from.parent}.")
@@ -646,6 +646,10 @@ class MainWindow(QMainWindow):
     def _on_system_scheme_changed(self, _scheme: Qt.ColorScheme) -> None:
         if self.ctx.settings.theme == "system":
             self.apply_theme()
+
+    @Slot()
+    def _warm_lexers(self) -> None:
+        threading.Thread(target=warm_lexers, name="warm-lexers", daemon=True).start()
 
     @Slot()
     def _show_recovery_notice(self) -> None:
