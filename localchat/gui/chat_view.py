@@ -338,6 +338,7 @@ def _action(name: str, tip: str) -> QToolButton:
     b.setIcon(icons.icon(name, current().muted, 16))
     b.setIconSize(QSize(16, 16))
     b.setToolTip(tip)
+    b.setAccessibleName(tip)
     b.setCursor(Qt.CursorShape.PointingHandCursor)
     return b
 
@@ -680,6 +681,12 @@ class EditField(QPlainTextEdit):
         self.setStyleSheet("QPlainTextEdit { background: transparent; }")
         lines = max(2, min(10, text.count("\n") + 2))
         self.setFixedHeight(lines * self.fontMetrics().lineSpacing() + 12)
+
+    def event(self, e: QEvent) -> bool:
+        if e.type() == QEvent.Type.ShortcutOverride and isinstance(e, QKeyEvent) and e.key() == Qt.Key.Key_Escape:
+            e.accept()  # Esc cancels the edit here instead of triggering the window's Stop shortcut
+            return True
+        return super().event(e)
 
     def keyPressEvent(self, e: QKeyEvent) -> None:
         if e.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not e.modifiers() & Qt.KeyboardModifier.ShiftModifier:

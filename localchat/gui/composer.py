@@ -112,6 +112,7 @@ class Composer(QWidget):
         else:
             self.button.setIcon(icons.icon("send", "#ffffff", 18))
             self.button.setToolTip("Send (Enter)")
+        self.button.setAccessibleName(self.button_text)
         self.button.setProperty("busy", "true" if self.busy else "false")
         self._repolish(self.button)
         self._update_button()

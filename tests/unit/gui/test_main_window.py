@@ -151,6 +151,9 @@ def test_edit_and_resend_truncates_and_answers_again(qtbot, w: MainWindow) -> No
     first = w.chat._widgets[0]
     assert isinstance(first, UserMessage)
     first.start_edit()
+    qtbot.keyClick(first.edit_field, Qt.Key.Key_Escape)  # Esc cancels the edit (not the window's Stop)
+    assert first.editor is None and not first.bubble.isHidden()
+    first.start_edit()
     first.edit_field.setPlainText("Name an animal.")
     qtbot.keyClick(first.edit_field, Qt.Key.Key_Return)
     wait_done(qtbot, w)
