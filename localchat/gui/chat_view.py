@@ -41,7 +41,7 @@ from localchat.gui.theme import Theme, current
 from localchat.gui.widgets import ElidedLabel
 
 RENDER_INTERVAL_MS = 50
-EAGER_MESSAGES = 10  # opening a chat builds its last messages at once, older ones a few at a time between events
+EAGER_MESSAGES = 6  # opening a chat builds its last messages (about a screenful) at once, older ones later
 OLDER_SLICE_S = 0.012  # how long one round of building older messages may hold the GUI thread
 COLUMN_WIDTH = 820  # the reading column; wider windows get margins, like every chat app
 SUGGESTIONS = (
@@ -126,22 +126,29 @@ class RichText(QTextBrowser):
             opt.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
             doc.setDefaultTextOption(opt)
         self._source = ""
+        self._plain = False
         doc.documentLayout().documentSizeChanged.connect(self._fit)
         self.anchorClicked.connect(self._on_anchor)
         self.setFixedHeight(1)
 
     def set_html(self, text: str) -> bool:
-        if text == self._source:
+        if text == self._source and not self._plain:
             return False
-        self._source = text
+        self._source, self._plain = text, False
         self.setHtml(text)
         return True
 
     def set_plain(self, text: str) -> bool:
-        if text == self._source:
+        """Show plain text; text that extends what is shown is appended, not re-laid out (streamed reasoning)."""
+        if text == self._source and self._plain:
             return False
-        self._source = text
-        self.setPlainText(text)
+        if self._plain and self._source and text.startswith(self._source):
+            cursor = self.textCursor()
+            cursor.movePosition(cursor.MoveOperation.End)
+            cursor.insertText(text[len(self._source):])
+        else:
+            self.setPlainText(text)
+        self._source, self._plain = text, True
         return True
 
     def loadResource(self, type_: int, name: QUrl | str) -> Any:
