@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 from localchat.gui import icons
 from localchat.gui.markdown_render import COPY_SCHEME, MarkdownRenderer, Segment, prose_css
 from localchat.gui.theme import Theme, current
-from localchat.gui.widgets import ElidedLabel
+from localchat.gui.widgets import ElidedLabel, repolish
 
 RENDER_INTERVAL_MS = 50
 EAGER_MESSAGES = 6  # opening a chat builds its last messages (about a screenful) at once, older ones later
@@ -505,8 +505,7 @@ class AssistantMessage(QWidget):
         if m.status in ("stopped", "error"):
             self.tag.setObjectName("tagStopped" if m.status == "stopped" else "tagError")
             self.tag.setText("Stopped" if m.status == "stopped" else "Error")
-            self.tag.style().unpolish(self.tag)
-            self.tag.style().polish(self.tag)
+            repolish(self.tag)
         self.tag.setVisible(m.status in ("stopped", "error"))
         self.reasoning.setVisible(bool(m.reasoning.strip()))
         if m.reasoning.strip():

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 from localchat.core.engine.protocol import LoadInfo
 from localchat.gui import icons
 from localchat.gui.theme import current
-from localchat.gui.widgets import ElidedLabel
+from localchat.gui.widgets import ElidedLabel, repolish
 
 PAGES = (("chat", "Chat"), ("models", "Models"), ("network", "Network"))
 
@@ -222,8 +222,7 @@ class TopBar(QWidget):
         self.privacy.setText(text)
         self.privacy.setToolTip(tip)
         self.privacy.setIcon(icons.icon("shield-check" if name == "chipOk" else "network", color, 15))
-        self.privacy.style().unpolish(self.privacy)
-        self.privacy.style().polish(self.privacy)
+        repolish(self.privacy)
 
 
 def device_text(info: LoadInfo) -> str:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QTool
 from localchat.gui import icons
 from localchat.gui.chat_view import COLUMN_WIDTH
 from localchat.gui.theme import current
+from localchat.gui.widgets import repolish
 
 MAX_LINES = 8
 
@@ -114,7 +115,7 @@ class Composer(QWidget):
             self.button.setToolTip("Send (Enter)")
         self.button.setAccessibleName(self.button_text)
         self.button.setProperty("busy", "true" if self.busy else "false")
-        self._repolish(self.button)
+        repolish(self.button)
         self._update_button()
 
     def set_busy(self, busy: bool) -> None:
@@ -159,9 +160,4 @@ class Composer(QWidget):
     @Slot(bool)
     def _focus_changed(self, focused: bool) -> None:
         self.box.setProperty("focused", "true" if focused else "false")
-        self._repolish(self.box)
-
-    @staticmethod
-    def _repolish(w: QWidget) -> None:
-        w.style().unpolish(w)
-        w.style().polish(w)
+        repolish(self.box)

@@ -456,10 +456,6 @@ class MainWindow(QMainWindow):
         self.chat.set_busy(busy)
         self.top.picker.setEnabled(not busy)
 
-    @property
-    def send_button(self) -> Any:
-        return self.composer.button
-
     @Slot()
     def send(self) -> None:
         text = self.composer.text().strip()

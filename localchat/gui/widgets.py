@@ -8,6 +8,12 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
 
+def repolish(w: QWidget) -> None:
+    """Re-apply the stylesheet after an object name or dynamic property that it selects on has changed."""
+    w.style().unpolish(w)
+    w.style().polish(w)
+
+
 class ElidedLabel(QLabel):
     """A one-line label that shortens its text with "…" instead of pushing the layout wider."""
 
