@@ -120,11 +120,11 @@ class MainWindow(QMainWindow):
         if hints is not None:
             hints.colorSchemeChanged.connect(self._on_system_scheme_changed)
         self._restore_state()
-        self.refresh_models()
         self.refresh_conversations()
         last = ctx.settings.last_conversation
         if last and self.store.get(last):
-            self.open_conversation(last)
+            self.open_conversation(last)  # first: its model is the one to load
+        self.refresh_models()
         self._update_title()
         QTimer.singleShot(1000, self._warm_lexers)  # after the first paint: it competes for the GIL
         if self.store.recovered_from is not None:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from localchat.context import open_context
 from localchat.core.chat.messages import ContentChunk, ErrorChunk, ReasoningChunk, StatsChunk, TurnStats
+from localchat.core.models.library import LibraryEntry
 from localchat.gui.chat_view import AssistantMessage, CodeBlock, RichText, UserMessage
 from localchat.gui.main_window import MainWindow
 
@@ -278,6 +279,31 @@ def test_theme_switch_rebuilds_the_conversation(qtbot, w: MainWindow) -> None:
     finally:
         w.ctx.settings.theme = "light"
         w.apply_theme()
+
+
+def test_each_chat_keeps_its_model_and_settings(qtbot, w: MainWindow, starter_model: Path) -> None:
+    w.ctx.library.register(LibraryEntry("twin", str(starter_model), starter_model.stat().st_size, in_place=True))
+    w.refresh_models()  # what the Models page's libraryChanged triggers
+    assert w.top.picker.findData("twin") >= 0
+    a = w.store.create("On twin", model="twin", sampling={"max_tokens": 8})
+    w.store.add_message(a.id, "user", "Say one word.")
+    b = w.store.create("On starter", model="smollm2-135m")
+    w.open_conversation(a.id)
+    assert w.model_name == "twin" and w.top.picker.currentData() == "twin"
+    qtbot.waitUntil(lambda: w.load_info is not None, timeout=TIMEOUT)
+    w._start_turn()  # answer the stored question
+    wait_done(qtbot, w)
+    assert w.chat.messages[-1].stats["completion_tokens"] <= 8  # the chat's own max_tokens
+    assert w.chat.messages[-1].model == "twin"
+    w.open_conversation(b.id)
+    assert w.model_name == "smollm2-135m"
+    w.top.picker.setCurrentIndex(w.top.picker.findData("twin"))
+    w.top.picker.activated.emit(w.top.picker.currentIndex())  # the user picks another model for this chat
+    assert w.store.get(b.id).model == "twin" and w.model_name == "twin"
+    w.ctx.library.unregister("twin")
+    w.refresh_models()  # a removed model: the picker falls back to what is installed
+    assert w.model_name == "smollm2-135m" and w.top.picker.findData("twin") < 0
+    qtbot.waitUntil(lambda: w.load_info is not None, timeout=TIMEOUT)
 
 
 def test_long_conversation_opens_with_its_last_messages_then_the_rest(qtbot, w: MainWindow) -> None:
