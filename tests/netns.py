@@ -77,3 +77,22 @@ def namespace_host(port: int = 8765) -> Iterator[NamespaceHost]:
         subprocess.run(["ip", "link", "del", veth], capture_output=True)
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
         time.sleep(0.05)
+
+
+def restricted_userns_prefix() -> list[str] | str:
+    """A command prefix under which the kernel refuses every new namespace, or why one cannot be built here.
+
+    The program runs in a user namespace of its own whose ``user.max_user_namespaces`` is 0 (a per-namespace limit:
+    the machine's setting is untouched), with every capability dropped: ``unshare`` then fails for real, as it
+    does where a distribution or a container forbids it.
+    """
+    if not sys.platform.startswith("linux"):
+        return "namespaces are Linux-only"
+    for tool in ("unshare", "setpriv"):
+        if shutil.which(tool) is None:
+            return f"'{tool}' (util-linux) is not installed"
+    r = subprocess.run(["unshare", "--user", "--map-root-user", "true"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"this machine cannot create the user namespace the test needs: {r.stderr.strip()}"
+    script = 'echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --bounding-set=-all --inh-caps=-all "$@"'
+    return ["unshare", "--user", "--map-root-user", "sh", "-c", script, "sh"]

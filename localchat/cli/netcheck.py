@@ -1,8 +1,15 @@
-"""``localchat netcheck``: run the privacy checks and print the evidence report."""
+"""``localchat netcheck``: run the privacy checks and print the evidence report.
+
+Starts an inference worker with isolation ``auto``, runs one short chat turn on a local model (so the evidence
+covers inference, not just an idle worker) while the socket monitor and the audit guard watch, then prints the
+report. It never downloads anything: without a local model it checks an idle worker and says so. Exit status 0 when
+nothing left the machine, 1 when a connection beyond it (or an unexpected audit event) was seen.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from localchat.context import AppContext
@@ -10,48 +17,60 @@ from localchat.context import AppContext
 
 def register(sub: Any) -> None:
     p = sub.add_parser("netcheck", help="prove the inference worker cannot reach the network; print the evidence")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--model", metavar="M", help="model for the test turn (default: the starter, if installed)")
+    p.add_argument("--no-chat", action="store_true", help="check an idle worker only (no model is loaded)")
     p.add_argument("--export", metavar="DIR", help="also write the JSON and text report into DIR")
     p.set_defaults(func=run)
 
 
-def run(ctx: AppContext, args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _local_model(ctx: AppContext, args: argparse.Namespace) -> tuple[Path | None, str]:
+    """The model for the test turn, found without any download, and a note saying what was checked."""
+    from localchat.core.models import starter
+    from localchat.paths import machine_cache_dir
 
+    if args.no_chat:
+        return None, "idle worker only (--no-chat): no model was loaded"
+    if args.model:
+        return ctx.library.resolve(args.model), f"a chat turn ran on {args.model} during the check"
+    cached = machine_cache_dir() / starter.FILE_NAME
+    if ctx.library.get(starter.STARTER_NAME) is not None or starter.bundled_starter() or cached.is_file():
+        ctx.ensure_starter()  # registers the local file; nothing is fetched
+        return ctx.library.resolve(starter.STARTER_NAME), "a chat turn ran on the starter model during the check"
+    return None, "no local model to test with (nothing is downloaded for a check): idle worker only"
+
+
+def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.cli import emit_json
     from localchat.core.chat.messages import ChatMessage, SamplingParams
     from localchat.core.engine.client import EngineClient
-    from localchat.core.models.starter import STARTER_NAME
+    from localchat.core.engine.protocol import LoadOptions
     from localchat.core.privacy.audit import AuditGuard
     from localchat.core.privacy.lockdown import lock_environment
     from localchat.core.privacy.monitor import SocketMonitor, own_processes
     from localchat.core.privacy.report import EvidenceReport
 
-    lockdown = lock_environment()
-    guard = AuditGuard(offline=True).install()
-    client = EngineClient(isolation="require" if ctx.settings.require_isolation else "auto")
+    lock_environment()
+    guard = AuditGuard.active() or AuditGuard(offline=True).install()  # the app's guard: its events since launch
+    model, note = _local_model(ctx, args)
+    client = EngineClient(isolation="auto")
     monitor = SocketMonitor(lambda: own_processes(client.pid))
-    notes: list[str] = []
     with client:
-        monitor.poll()
-        if ctx.library.get(STARTER_NAME) is None:
-            ctx.ensure_starter()
-        # a real turn, so the evidence covers inference, not just an idle worker
-        client.load(ctx.library.resolve(STARTER_NAME))
-        monitor.poll()
-        for _ in client.chat([ChatMessage("user", "Say OK.")], SamplingParams(max_tokens=4, seed=1)):
-            monitor.poll()
-        notes.append("a chat turn ran on the starter model during the check")
         assert client.hello is not None
-        report = EvidenceReport(client.hello.isolation, lockdown, guard, monitor, client.pid, notes)
-        data = report.to_dict()
-        text = report.to_text()
+        monitor.poll()
+        if model is not None:
+            client.load(model, LoadOptions(n_ctx=512))
+            monitor.poll()
+            for _ in client.chat([ChatMessage("user", "Say OK.")], SamplingParams(max_tokens=4, seed=1)):
+                monitor.poll()
+            client.unload()
+        monitor.poll()
+        report = EvidenceReport(client.hello.isolation, guard, monitor, client.pid, [note])
+        data = report.to_dict()  # while the worker runs: its namespace is re-read from the outside
         if args.export:
             report.export(Path(args.export))
-    guard.uninstall()
     if args.json:
-        data["silent"] = report.silent
         emit_json(data)
     else:
-        print(text, end="")
-    return 0
+        print(report.to_text(data), end="")
+    return 0 if data["silent"] else 1

@@ -1,20 +1,23 @@
 """The Network page: what is proven about localchat's silence, the live evidence, and the limits.
 
-Polls the socket monitor once a second while visible (a few /proc reads for our own two processes: cheap enough
-for the GUI thread). The main window calls :meth:`NetworkPage.set_worker` whenever the inference worker starts,
-restarts or stops.
+The socket monitor runs for the whole session (its counters are "since launch"): a timer on the GUI thread starts
+one poll a second on a short-lived background thread (psutil and /proc reads never run on the GUI thread) and takes
+the previous poll's snapshot when it is ready. The page renders the table and the sparkline only while visible.
+The main window calls :meth:`NetworkPage.set_worker` whenever the inference worker starts, restarts or stops.
 """
 
 from __future__ import annotations
 
-import itertools
+import html
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QPointF, Qt, QTimer, Slot
+from PySide6.QtCore import QEvent, QPointF, Qt, QTimer, Slot
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen, QShowEvent
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QCheckBox,
     QFileDialog,
     QGridLayout,
@@ -33,37 +36,79 @@ from PySide6.QtWidgets import (
 
 from localchat.context import AppContext
 from localchat.core.privacy.audit import AuditGuard
-from localchat.core.privacy.lockdown import LOCKDOWN_ENV
-from localchat.core.privacy.monitor import SocketMonitor, all_connections, own_processes
-from localchat.core.privacy.report import LIMITS, EvidenceReport, headline
+from localchat.core.privacy.lockdown import lockdown_items
+from localchat.core.privacy.monitor import MonitorSnapshot, SocketMonitor, all_connections, own_processes
+from localchat.core.privacy.report import LIMITS, EvidenceReport, check_yourself, headline
+from localchat.gui import theme
 
 COLUMNS = ("first seen", "process", "pid", "proto", "local", "remote", "state", "class")
+POLL_MS = 1000
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t))
+
+
+def _rate(bps: float) -> str:
+    for unit in ("B/s", "KB/s", "MB/s"):
+        if bps < 1000 or unit == "MB/s":
+            return f"{bps:.0f} {unit}" if unit == "B/s" else f"{bps:.1f} {unit}"
+        bps /= 1000
+    return f"{bps:.1f} MB/s"
 
 
 class Sparkline(QWidget):
-    """Bytes per second over the last two minutes."""
+    """Whole-machine bytes per second over the last two minutes, with the peak as scale."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.values: list[float] = []
-        self.setMinimumHeight(48)
+        self.setMinimumHeight(56)
+        self.setAccessibleName("Whole-machine network traffic, last two minutes")
 
     def set_values(self, values: list[float]) -> None:
         self.values = values
         self.update()
 
     def paintEvent(self, e: QPaintEvent) -> None:
+        t = theme.current()
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         w, h = self.width(), self.height()
-        p.fillRect(self.rect(), self.palette().base())
+        p.fillRect(self.rect(), QColor(t.bg))
+        p.setPen(QPen(QColor(t.border), 1))
+        p.drawRect(0, 0, w - 1, h - 1)
+        top = max(self.values, default=0.0)
+        p.setPen(QColor(t.muted))
+        p.drawText(6, 14, f"peak {_rate(top)}" if self.values else "collecting…")
         if len(self.values) >= 2:
-            top = max(self.values) or 1.0
-            step = w / (len(self.values) - 1)
-            pts = [QPointF(i * step, h - 4 - (v / top) * (h - 8)) for i, v in enumerate(self.values)]
-            p.setPen(QPen(QColor("#2f81f7"), 1.6))
+            step = (w - 8) / (len(self.values) - 1)
+            scale = top or 1.0
+            pts = [QPointF(4 + i * step, h - 4 - (v / scale) * (h - 22)) for i, v in enumerate(self.values)]
+            p.setPen(QPen(QColor(t.accent), 1.6))
             p.drawPolyline(pts)
         p.end()
+
+
+class _Poll:
+    """One monitor poll on a background thread; ``result`` is set when it is done."""
+
+    def __init__(self, monitor: SocketMonitor, everyone: bool) -> None:
+        self.result: tuple[MonitorSnapshot, list[dict[str, Any]] | None, str | None] | None = None
+        self._args = (monitor, everyone)
+        self.thread = threading.Thread(target=self._run, name="network-monitor", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        monitor, everyone = self._args
+        others, why = None, None
+        try:
+            monitor.poll()
+            if everyone:
+                others, why = all_connections()
+        except Exception as exc:  # shown in the event log; the next tick polls again
+            monitor.note(f"a poll failed: {exc!r}")
+        self.result = (monitor.snapshot(), others, why)
 
 
 class NetworkPage(QWidget):
@@ -73,50 +118,85 @@ class NetworkPage(QWidget):
         self.worker_pid: int | None = None
         self.worker_isolation: dict[str, Any] | None = None
         self.monitor = SocketMonitor(lambda: own_processes(self.worker_pid))
+        self.snapshot: MonitorSnapshot | None = None
+        self._poll: _Poll | None = None
         self._logged = 0
         self._audit_logged = 0
+        self._noted_errors: set[str] = set()
 
         inner = QWidget()
         lay = QVBoxLayout(inner)
+        lay.setSpacing(6)
+        top = QHBoxLayout()
+        heads = QVBoxLayout()
         self.headline = QLabel()
         self.headline.setWordWrap(True)
-        self.headline.setObjectName("headline")
-        self.headline.setStyleSheet("font-size: 15pt; font-weight: 600; padding: 6px 0")
-        lay.addWidget(self.headline)
+        self.headline.setObjectName("networkHeadline")
+        self.headline.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.verdict = QLabel()
+        self.verdict.setWordWrap(True)
+        heads.addWidget(self.headline)
+        heads.addWidget(self.verdict)
+        top.addLayout(heads, 1)
+        self.export_button = QPushButton("Export report…")
+        self.export_button.setToolTip("Write the evidence as JSON and as text, for an auditor to keep")
+        self.export_button.clicked.connect(self.export_report)
+        top.addWidget(self.export_button, 0, Qt.AlignmentFlag.AlignTop)
+        lay.addLayout(top)
 
+        row = QHBoxLayout()
+        box = QGroupBox("Evidence from the inference worker")
         self.evidence = QLabel()
         self.evidence.setWordWrap(True)
         self.evidence.setTextFormat(Qt.TextFormat.RichText)
-        box = QGroupBox("Evidence")
+        self.evidence.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         QVBoxLayout(box).addWidget(self.evidence)
-        lay.addWidget(box)
+        row.addWidget(box, 3)
 
         counters = QGroupBox("Since launch")
         grid = QGridLayout(counters)
         self.internet_count = QLabel("0")
         self.lan_count = QLabel("0")
         self.refused_count = QLabel("0")
-        for row, (label, value) in enumerate((("Outbound internet connections", self.internet_count),
-                                              ("Outbound LAN connections", self.lan_count),
-                                              ("Attempts refused by the audit guard", self.refused_count))):
+        self.unexpected_count = QLabel("0")
+        for i, (label, value) in enumerate((("Outbound internet connections", self.internet_count),
+                                            ("Outbound LAN connections", self.lan_count),
+                                            ("Attempts refused by the audit guard", self.refused_count),
+                                            ("Unexpected audit events", self.unexpected_count))):
             value.setStyleSheet("font-size: 13pt; font-weight: 600")
-            grid.addWidget(QLabel(label), row, 0)
-            grid.addWidget(value, row, 1)
+            value.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            grid.addWidget(QLabel(label), i, 0)
+            grid.addWidget(value, i, 1)
+        machine = QLabel("Network traffic of the <b>whole machine</b> — not attributable to a program")
+        machine.setWordWrap(True)
+        grid.addWidget(machine, 4, 0, 1, 2)
         self.spark = Sparkline()
-        grid.addWidget(QLabel("Network traffic of the whole machine (not attributable to a program)"), 3, 0, 1, 2)
-        grid.addWidget(self.spark, 4, 0, 1, 2)
-        lay.addWidget(counters)
+        grid.addWidget(self.spark, 5, 0, 1, 2)
+        self.interfaces = QLabel()
+        self.interfaces.setWordWrap(True)
+        self.interfaces.setObjectName("hint")
+        grid.addWidget(self.interfaces, 6, 0, 1, 2)
+        row.addWidget(counters, 2)
+        lay.addLayout(row)
 
         table_box = QGroupBox("Sockets of localchat's processes (live)")
         tl = QVBoxLayout(table_box)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
-        self.table.setMinimumHeight(120)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.setMinimumHeight(130)
+        self.table.setVisible(False)
         tl.addWidget(self.table)
-        self.show_all = QCheckBox("Also show every program's connections (where permissions allow)")
+        self.empty_hint = QLabel("No socket is open in localchat's processes right now.")
+        self.empty_hint.setObjectName("hint")
+        tl.addWidget(self.empty_hint)
+        self.show_all = QCheckBox("Also list every program's connections (where permissions allow) — to see which "
+                                  "program talks")
         self.show_all.toggled.connect(self.refresh)
         tl.addWidget(self.show_all)
         lay.addWidget(table_box)
@@ -125,25 +205,25 @@ class NetworkPage(QWidget):
         ll = QVBoxLayout(log_box)
         self.log = QPlainTextEdit(readOnly=True)
         self.log.setMaximumBlockCount(2000)
-        self.log.setMinimumHeight(100)
+        self.log.setMinimumHeight(110)
+        self.log.setMaximumHeight(220)
         ll.addWidget(self.log)
         lay.addWidget(log_box)
 
-        lock = QGroupBox("Lockdown (set at start-up)")
-        QVBoxLayout(lock).addWidget(QLabel("\n".join(f"{k} = {v}" for k, v in LOCKDOWN_ENV.items())))
+        lock = QGroupBox("Lockdown (set at start-up, values as they are now)")
+        self.lockdown = QLabel()
+        self.lockdown.setWordWrap(True)
+        self.lockdown.setTextFormat(Qt.TextFormat.RichText)
+        self.lockdown.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        QVBoxLayout(lock).addWidget(self.lockdown)
         lay.addWidget(lock)
         limits = QGroupBox("What this does not cover")
-        lim = QLabel("\n".join(f"• {x}" for x in LIMITS))
+        lim = QLabel("<br>".join(f"• {html.escape(x)}" for x in LIMITS))
         lim.setWordWrap(True)
+        lim.setTextFormat(Qt.TextFormat.RichText)
         QVBoxLayout(limits).addWidget(lim)
         lay.addWidget(limits)
-
-        buttons = QHBoxLayout()
-        self.export_button = QPushButton("Export report…")
-        self.export_button.clicked.connect(self.export_report)
-        buttons.addStretch(1)
-        buttons.addWidget(self.export_button)
-        lay.addLayout(buttons)
+        lay.addStretch(1)
 
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -152,10 +232,14 @@ class NetworkPage(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
 
+        # the monitor runs from launch, visible or not: its counters and event log are "since launch"
         self.timer = QTimer(self)
-        self.timer.setInterval(1000)
-        self.timer.timeout.connect(self.refresh)
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+        self._fill_lockdown()
         self._update_evidence()
+        self._tick()
 
     # -- worker ------------------------------------------------------------------------------------------
 
@@ -168,89 +252,167 @@ class NetworkPage(QWidget):
             state = "kernel-isolated" if isolation and isolation.get("isolated") else "monitored only"
             self.log.appendPlainText(f"{stamp}  inference worker started (pid {pid}, {state})")
             for c in (isolation or {}).get("canary", []):
-                self.log.appendPlainText(f"{stamp}  canary {c['target']} ({c['label']}) → {c['result']}")
+                self.log.appendPlainText(f"{_clock(c['time'])}  canary {c['target']} ({c['label']}) → {c['result']}"
+                                         f"{'' if c['blocked'] else ' — NOT BLOCKED'}")
         self._update_evidence()
 
     def _update_evidence(self) -> None:
         iso = self.worker_isolation
+        t = theme.current()
         self.headline.setText(headline(iso))
-        color = "#1a7f37" if iso and iso.get("isolated") else "#9a6700"
-        self.headline.setStyleSheet(f"font-size: 15pt; font-weight: 600; padding: 6px 0; color: {color}")
+        color = t.ok_text if iso and iso.get("isolated") else t.warn_text if iso else t.muted
+        self.headline.setStyleSheet(f"font-size: 14pt; font-weight: 600; color: {color}")
         if not iso:
-            self.evidence.setText("Start a chat to launch the inference worker; its evidence appears here.")
+            self.evidence.setText("The inference worker is not running. It starts with the first model you load; "
+                                  "its evidence appears here.")
             return
-        rows = [f"<b>Worker pid</b> {self.worker_pid} · <b>mode</b> {iso.get('mode')} · "
-                f"<b>network namespace</b> {iso.get('netns')} (app: {iso.get('parent_netns')})"]
-        ifs = ", ".join(f"{i['name']} ({'up' if i['up'] else 'down'})" for i in iso.get("interfaces", []))
-        rows.append(f"<b>Worker interfaces</b> {ifs or 'none'}")
-        if iso.get("canary"):
-            for c in iso["canary"]:
-                t = time.strftime("%H:%M:%S", time.localtime(c["time"]))
-                mark = "blocked" if c["blocked"] else "NOT BLOCKED"
-                rows.append(f"<b>Canary</b> {c['target']} ({c['label']}) → {c['result']}, {mark}, at {t}")
-        else:
-            rows.append("No canary: the worker is not isolated, so it sends none — no packet of ours leaves the "
-                        f"machine. Reason: {iso.get('reason')}")
-        self.evidence.setText("<br>".join(rows))
+        e = html.escape
+        rows = [("Worker", f"pid {self.worker_pid} · policy {e(str(iso.get('policy')))} · mode "
+                           f"{e(str(iso.get('mode')))} — {e(str(iso.get('reason')))}")]
+        if iso.get("cause"):
+            rows.append(("Why", e(iso["cause"])))
+        if iso.get("fix"):
+            rows.append(("To isolate it", e(iso["fix"])))
+        if iso.get("netns") is not None:
+            rows.append(("Network namespace", f"{iso.get('netns')} (app: {iso.get('parent_netns')})"))
+        ifs = ", ".join(f"{e(i['name'])} ({'up' if i.get('up') else 'down'})" for i in iso.get("interfaces", []))
+        rows.append(("Interfaces inside", ifs or "none"))
+        if iso.get("reentry"):
+            rows.append(("Re-entering the app's namespace", e(iso["reentry"]["result"])))
+        for c in iso.get("canary", []):
+            mark = "blocked" if c["blocked"] else "<b>NOT BLOCKED</b>"
+            rows.append(("Canary", f"{e(c['target'])} ({e(c['label'])}) → {e(c['result'])}, {mark}, at "
+                                   f"{_clock(c['time'])}"))
+        if not iso.get("canary"):
+            rows.append(("Canary", "none sent: the worker is not isolated, and no packet of ours leaves the machine"))
+        ns_now = (self.snapshot.namespaces.get(self.worker_pid) if self.snapshot and self.worker_pid else None)
+        if ns_now:
+            sent = sum(i["tx_bytes"] for i in ns_now["interfaces"])
+            names = ", ".join(i["name"] for i in ns_now["interfaces"]) or "none"
+            rows.append(("Now", f"still in namespace {ns_now['netns']}; interfaces {e(names)}; {sent} bytes sent; "
+                                f"checked {_clock(ns_now['checked'])}"))
+        cmds = check_yourself(self.worker_pid, iso)
+        if cmds:
+            rows.append(("Check it yourself", "<br>".join(f"<code>{e(c)}</code> <span style='color:{t.muted}'>— "
+                                                          f"{e(x)}</span>" for c, x in cmds)))
+        cells = "".join(f"<tr><td style='padding:2px 14px 2px 0; color:{t.muted}; white-space:nowrap'>{k}</td>"
+                        f"<td style='padding:2px 0'>{v}</td></tr>" for k, v in rows)
+        self.evidence.setText(f"<table>{cells}</table>")
+
+    def _fill_lockdown(self) -> None:
+        t, e = theme.current(), html.escape
+        cells = "".join(f"<tr><td width='32%' style='padding:2px 14px 2px 0'>{e(i['name'])}</td>"
+                        f"<td width='20%' style='padding:2px 14px 2px 0'><b>{e(i['value'])}</b></td>"
+                        f"<td width='48%' style='padding:2px 0; color:{t.muted}'>{e(i['effect'])}</td></tr>"
+                        for i in lockdown_items())
+        self.lockdown.setText(f"<table width='100%'>{cells}</table>")
 
     # -- polling -----------------------------------------------------------------------------------------
 
-    def showEvent(self, e: QShowEvent) -> None:
-        self.refresh()
-        self.timer.start()
-        super().showEvent(e)
-
-    def hideEvent(self, e: Any) -> None:
-        self.timer.stop()
-        super().hideEvent(e)
+    @Slot()
+    def _tick(self) -> None:
+        """Take the finished background poll (if any) and start the next one."""
+        poll = self._poll
+        if poll is not None and poll.result is None:
+            return  # still running: never two at once
+        if poll is not None and poll.result is not None:
+            self._render(*poll.result, draw=self.isVisible())
+        self._poll = _Poll(self.monitor, self.show_all.isChecked() and self.isVisible())
 
     @Slot()
     def refresh(self) -> None:
-        rows = self.monitor.poll()
-        data = [r.to_dict() for r in rows]
-        if self.show_all.isChecked():
-            others, why = all_connections()
-            data += [{"time": 0, **o, "proto": "tcp"} for o in others]
+        """Poll now, on this thread, and render (tests, the export, the "every program" switch)."""
+        if self._poll is not None:
+            self._poll.thread.join()
+            self._poll = None  # its snapshot is older than the one taken now
+        self.monitor.poll()
+        others, why = all_connections() if self.show_all.isChecked() else (None, None)
+        self._render(self.monitor.snapshot(), others, why, draw=True)
+
+    def _render(self, snap: MonitorSnapshot, others: list[dict[str, Any]] | None, why: str | None, *,
+                draw: bool) -> None:
+        self.snapshot = snap
+        for ev in snap.events[self._logged:]:
+            self.log.appendPlainText(f"{_clock(ev.time)}  new {ev.proto} socket  {ev.process} (pid {ev.pid})  "
+                                     f"{ev.local} → {ev.remote or '(not connected)'}  [{ev.kind}]")
+        self._logged = len(snap.events)
+        for err in snap.errors:
+            if err not in self._noted_errors:
+                self._noted_errors.add(err)
+                self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  monitor: {err}")
+        guard = AuditGuard.active()
+        audit = guard.snapshot() if guard is not None else []
+        if len(audit) < self._audit_logged:  # another guard became active
+            self._audit_logged = 0
+        for a in audit[self._audit_logged:]:
+            if a.verdict != "allowed-local":
+                self.log.appendPlainText(f"{_clock(a.time)}  audit {a.event} {a.destination}: {a.verdict}"
+                                         f"{' (' + a.label + ')' if a.label else ''} — {a.call_site}")
+        self._audit_logged = len(audit)
+        unexpected = sum(not a.expected for a in audit)
+        refused = sum(a.verdict == "refused" for a in audit)
+        self.internet_count.setText(str(snap.outbound_internet))
+        self.lan_count.setText(str(snap.outbound_lan))
+        self.refused_count.setText(str(refused))
+        self.unexpected_count.setText(str(unexpected))
+        t = theme.current()
+        for label, n in ((self.internet_count, snap.outbound_internet), (self.lan_count, snap.outbound_lan),
+                         (self.unexpected_count, unexpected)):
+            label.setStyleSheet(f"font-size: 13pt; font-weight: 600; color: {t.error_text if n else t.ok_text}")
+        non_local = snap.outbound_internet + snap.outbound_lan
+        if guard is None and not non_local:
+            self.verdict.setText("The audit guard is not installed in this process; sockets are still monitored.")
+        elif non_local or unexpected:
+            self.verdict.setText(f"Attention: {non_local} connection(s) beyond this machine and {unexpected} "
+                                 "unexpected audit event(s) since launch — see the event log.")
+        else:
+            self.verdict.setText(f"No connection beyond this machine since {_clock(snap.started)}: every socket of "
+                                 "localchat's processes stayed on loopback.")
+        if not draw:
+            return  # the evidence, the table and the sparkline are only drawn for someone looking at them
+        self._update_evidence()
+        self.spark.set_values(snap.rates())
+        rates = snap.interface_rates()
+        self.interfaces.setText("   ".join(f"{name} ↑ {_rate(s)} ↓ {_rate(r)}" for name, (s, r) in sorted(rates.items())
+                                           if name != "lo") or "no interface counters yet")
+        data = [r.to_dict() for r in snap.rows]
+        if others is not None:
+            data += [{"time": 0, **o} for o in others if o["pid"] not in {r["pid"] for r in data}]
             if why:
-                self.log.appendPlainText(why)
+                self.show_all.setToolTip(why)
+        self.empty_hint.setVisible(not data)
+        self.table.setVisible(bool(data))
         self.table.setRowCount(len(data))
         for i, r in enumerate(data):
-            first = time.strftime("%H:%M:%S", time.localtime(r["time"])) if r["time"] else ""
-            for j, v in enumerate((first, r["process"], r["pid"], r["proto"], r["local"], r["remote"], r["state"],
-                                   r["kind"])):
+            cells = (_clock(r["time"]) if r["time"] else "", r["process"], r["pid"], r["proto"], r["local"],
+                     r["remote"], r["state"], r["kind"])
+            for j, v in enumerate(cells):
                 self.table.setItem(i, j, QTableWidgetItem(str(v)))
-        events = list(self.monitor.events)
-        for e in events[self._logged:]:
-            self.log.appendPlainText(f"{time.strftime('%H:%M:%S', time.localtime(e.time))}  new {e.proto} socket "
-                                     f"{e.process} {e.local} → {e.remote or '(none)'} [{e.kind}]")
-        self._logged = len(events)
-        guard = AuditGuard.active()
-        if guard is not None:
-            audit = list(guard.events)
-            for a in audit[self._audit_logged:]:
-                if a.verdict != "allowed-local":
-                    self.log.appendPlainText(f"{time.strftime('%H:%M:%S', time.localtime(a.time))}  audit "
-                                             f"{a.event} {a.destination} {a.verdict} {a.label} ({a.call_site})")
-            self._audit_logged = len(audit)
-            self.refused_count.setText(str(len(guard.refused())))
-        self.internet_count.setText(str(self.monitor.outbound_internet))
-        self.lan_count.setText(str(self.monitor.outbound_lan))
-        s = list(self.monitor.samples)
-        rates = [max(0.0, (b.bytes_sent + b.bytes_recv - a.bytes_sent - a.bytes_recv) / max(1e-3, b.time - a.time))
-                 for a, b in itertools.pairwise(s)]
-        self.spark.set_values(rates)
+
+    def showEvent(self, e: QShowEvent) -> None:
+        super().showEvent(e)
+        if self.snapshot is not None:
+            self._render(self.snapshot, None, None, draw=True)
+        self._fill_lockdown()
+
+    def changeEvent(self, e: QEvent) -> None:
+        super().changeEvent(e)
+        if e.type() == QEvent.Type.PaletteChange:  # the theme changed: colours set from it are re-applied
+            self._update_evidence()
+            self._fill_lockdown()
+
+    # -- report ------------------------------------------------------------------------------------------
 
     def report(self) -> EvidenceReport:
-        from localchat.core.privacy.lockdown import LOCKDOWN_ENV as env
-
-        return EvidenceReport(self.worker_isolation, dict(env), AuditGuard.active(), self.monitor, self.worker_pid)
+        return EvidenceReport(self.worker_isolation, AuditGuard.active(), self.monitor, self.worker_pid)
 
     @Slot()
     def export_report(self, folder: str | None = None) -> tuple[Path, Path] | None:
-        if folder is None:
+        if not folder:
             folder = QFileDialog.getExistingDirectory(self, "Export privacy report")
             if not folder:
                 return None
+        self.refresh()
         paths = self.report().export(Path(folder))
         self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  report exported to {paths[0]} and {paths[1]}")
         return paths

@@ -1,30 +1,40 @@
 """Audit guard: a PEP 578 audit hook in the app process that logs, and in offline mode refuses, network use.
 
-Every ``socket.connect``, ``socket.getaddrinfo``, ``socket.sendto`` and ``socket.bind`` made by Python code is
-recorded with destination, time and call site. In offline mode (the default) non-loopback destinations are
-refused (the hook raises, so the call fails) and the refusal is recorded; a download the user started opens a
-scope (:meth:`AuditGuard.allow`) that admits only its own host, labelled "download".
+Every ``socket.connect``, ``sendto``, ``sendmsg`` and ``bind`` and every name lookup (``getaddrinfo``,
+``gethostbyname``, ``gethostbyaddr``, ``getnameinfo``) made by Python code is recorded with destination, time and
+call site. In offline mode (the default) non-loopback destinations are refused: the hook raises
+:class:`NetworkRefused` before the call reaches the kernel, so the call fails and nothing is sent, and the refusal is
+recorded. A download the user started opens a scope (:meth:`AuditGuard.allow`) that admits only its host (with its
+subdomains, and for the Hugging Face Hub its download host ``hf.co``), labelled "download"; the addresses that host
+resolves to are admitted on the thread that resolved it.
 
 Honest limit: native code (a C library opening its own sockets) bypasses audit hooks entirely. That is why the
 inference worker, where native code runs, is kernel-isolated instead, and why the socket monitor watches the
-process from the outside.
+processes from the outside.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import sys
 import threading
 import time
-import traceback
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from types import FrameType
 from typing import Any
 
-EVENTS = ("socket.connect", "socket.getaddrinfo", "socket.sendto", "socket.bind")
+LOOKUPS = ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr", "socket.getnameinfo")
+SENDS = ("socket.connect", "socket.sendto", "socket.sendmsg")
+EVENTS = frozenset((*LOOKUPS, *SENDS, "socket.bind"))
+# a download scope for the Hub's host also admits the host its files are served from
+HOST_FAMILIES = {"huggingface.co": ("huggingface.co", "hf.co")}
+LOCAL_FAMILIES = (socket.AF_UNIX, getattr(socket, "AF_NETLINK", -1))  # IPC and the kernel: not the network
+EXPECTED_VERDICTS = ("allowed-local", "allowed-download")
 
 
 class NetworkRefused(PermissionError):
@@ -44,25 +54,52 @@ class AuditEvent:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def expected(self) -> bool:
+        """Local traffic or a download the user started; anything else deserves a look."""
+        return self.verdict in EXPECTED_VERDICTS
+
 
 def is_local_host(host: str) -> bool:
+    """A loopback address or name, or the unspecified address (which ``connect`` treats as this machine)."""
     if host in ("localhost", "", "localhost.localdomain"):
         return True
     try:
         ip = ipaddress.ip_address(host.split("%")[0])
     except ValueError:
-        return False
+        return host.endswith(".localhost")
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
     return ip.is_loopback or ip.is_unspecified
 
 
-_SKIP_FILES = {__file__, socket.__file__}
+def is_loopback(host: str) -> bool:
+    """A loopback address or name (a socket bound here is reachable only from this machine)."""
+    return is_local_host(host) and host not in ("", "0.0.0.0", "::")
 
 
-def _call_site() -> str:
-    for frame in reversed(traceback.extract_stack()[:-3]):
-        if frame.filename not in _SKIP_FILES and not frame.filename.endswith(("/ssl.py", "/selectors.py")):
-            return f"{frame.filename}:{frame.lineno} in {frame.name}"
-    return "?"
+_PLUMBING = (os.path.dirname(socket.__file__) + os.sep, __file__)
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
+
+
+def _call_site(frame: FrameType | None) -> str:
+    """The innermost caller outside the standard library's socket plumbing, and the localchat frame behind it."""
+    outer = local = None
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if outer is None and not name.startswith(_PLUMBING):
+            outer = frame
+        if outer is not None and name.startswith(_PACKAGE) and name != __file__:
+            local = frame
+            break
+        frame = frame.f_back
+    if outer is None:
+        return "?"
+
+    def where(f: FrameType) -> str:
+        return f"{f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}"
+
+    return where(outer) if local is None or local is outer else f"{where(outer)} (via {where(local)})"
 
 
 class AuditGuard:
@@ -79,13 +116,16 @@ class AuditGuard:
     def __init__(self, offline: bool = True, max_events: int = 5000) -> None:
         self.offline = offline
         self.events: deque[AuditEvent] = deque(maxlen=max_events)
-        self._allowed_hosts: dict[str, str] = {}
+        self.installed_at: float | None = None
+        self._allowed: Counter[str] = Counter()
+        self._labels: dict[str, str] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
 
     def install(self) -> AuditGuard:
         with AuditGuard._hook_lock:
             AuditGuard._active = self
+            self.installed_at = time.time()
             if not AuditGuard._hooked:
                 sys.addaudithook(AuditGuard._dispatch)
                 AuditGuard._hooked = True
@@ -100,22 +140,48 @@ class AuditGuard:
             if AuditGuard._active is self:
                 AuditGuard._active = None
 
+    @property
+    def mode(self) -> str:
+        return "offline: non-loopback destinations refused" if self.offline else "logging only"
+
     @contextmanager
     def allow(self, host: str, label: str = "download") -> Iterator[None]:
-        """Admit ``host`` (a download the user started) for the duration of the block."""
+        """Admit ``host`` (a download the user started) for the duration of the block; scopes may overlap."""
+        host = host.lower().rstrip(".")
         with self._lock:
-            self._allowed_hosts[host] = label
+            self._allowed[host] += 1
+            self._labels[host] = label
         try:
             yield
         finally:
             with self._lock:
-                self._allowed_hosts.pop(host, None)
+                self._allowed[host] -= 1
+                if self._allowed[host] <= 0:
+                    del self._allowed[host]
+                    self._labels.pop(host, None)
+
+    def _scope_for(self, host: str) -> str | None:
+        """The label of the open scope that admits ``host``, or None."""
+        host = host.lower().rstrip(".")
+        with self._lock:
+            for allowed, label in self._labels.items():
+                for family in HOST_FAMILIES.get(allowed, (allowed,)):
+                    if host == family or host.endswith("." + family):
+                        return label
+        return None
+
+    def snapshot(self) -> list[AuditEvent]:
+        return list(self.events)
 
     def refused(self) -> list[AuditEvent]:
-        return [e for e in self.events if e.verdict == "refused"]
+        return [e for e in self.snapshot() if e.verdict == "refused"]
+
+    def unexpected(self) -> list[AuditEvent]:
+        """Events other than local traffic and downloads the user started."""
+        return [e for e in self.snapshot() if not e.expected]
 
     def non_local(self) -> list[AuditEvent]:
-        return [e for e in self.events if e.verdict != "allowed-local"]
+        return [e for e in self.snapshot() if e.verdict != "allowed-local"]
 
     @staticmethod
     def _dispatch(event: str, args: tuple[Any, ...]) -> None:
@@ -128,34 +194,74 @@ class AuditGuard:
             return
         self._local.busy = True
         try:
-            host, dest, family = self._destination(event, args)
-            if host is None:
-                return  # AF_UNIX and friends: not network
+            record = self._judge(event, args)
+        except Exception as exc:  # a bug here must not break the caller's socket call, nor hide
+            record = AuditEvent(time.time(), event, repr(args)[:200], "?", "logged", f"guard error: {exc!r}", "?")
+        finally:
+            self._local.busy = False
+        if record is None:
+            return
+        if not record.call_site:
+            try:
+                caller: FrameType | None = sys._getframe(2)  # past this method and the dispatcher
+            except ValueError:  # called with no Python frame behind it
+                caller = None
+            record = replace(record, call_site=_call_site(caller))
+        self.events.append(record)
+        if record.verdict == "refused":
+            raise NetworkRefused(f"localchat is offline: refused {event} to {record.destination}")
+
+    def _judge(self, event: str, args: tuple[Any, ...]) -> AuditEvent | None:
+        now = time.time()
+        if event in LOOKUPS:
+            host, dest = _lookup_target(event, args)
+            self._local.resolved = None
             if is_local_host(host):
                 verdict, label = "allowed-local", ""
-            elif host in self._allowed_hosts:
-                verdict, label = "allowed-download", self._allowed_hosts[host]
-            elif event == "socket.bind":
-                verdict, label = "logged", "bind"
+            elif (scope := self._scope_for(host)) is not None:
+                verdict, label = "allowed-download", scope
+                self._local.resolved = (host, scope)  # the next connects of this thread go to what this resolves to
             elif self.offline:
                 verdict, label = "refused", "offline mode"
             else:
                 verdict, label = "logged", ""
-            self.events.append(AuditEvent(time.time(), event, dest, family, verdict, label, _call_site()))
-            if verdict == "refused":
-                raise NetworkRefused(f"localchat is offline: refused {event} to {dest}")
-        finally:
-            self._local.busy = False
-
-    @staticmethod
-    def _destination(event: str, args: tuple[Any, ...]) -> tuple[str | None, str, str]:
-        if event == "socket.getaddrinfo":
-            host, port = args[0], args[1]
-            h = host.decode() if isinstance(host, bytes) else str(host) if host is not None else ""
-            return h, f"{h}:{port}", "dns"
+            return AuditEvent(now, event, dest, "dns", verdict, label, "")
         sock, addr = args[0], args[-1]
         fam = getattr(sock, "family", None)
+        if fam in LOCAL_FAMILIES:
+            return None
         if fam not in (socket.AF_INET, socket.AF_INET6) or not isinstance(addr, tuple):
-            return None, "", ""
-        h = str(addr[0])
-        return h, f"{h}:{addr[1]}", "ipv6" if fam == socket.AF_INET6 else "ipv4"
+            family = getattr(fam, "name", str(fam))
+            verdict = "refused" if self.offline and event != "socket.bind" else "logged"
+            return AuditEvent(now, event, repr(addr)[:200], family, verdict, "not an IP socket", "")
+        host = str(addr[0])
+        dest = f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+        family = "ipv6" if fam == socket.AF_INET6 else "ipv4"
+        if event == "socket.bind":
+            if is_loopback(host):
+                return AuditEvent(now, event, dest, family, "allowed-local", "", "")
+            return AuditEvent(now, event, dest, family, "logged", "listens beyond this machine", "")
+        if is_local_host(host):
+            verdict, label = "allowed-local", ""
+        elif (scope := self._scope_for(host)) is not None:
+            verdict, label = "allowed-download", scope
+        elif (resolved := getattr(self._local, "resolved", None)) and self._scope_for(resolved[0]) is not None:
+            verdict, label = "allowed-download", f"{resolved[1]} ({resolved[0]})"
+        elif self.offline:
+            verdict, label = "refused", "offline mode"
+        else:
+            verdict, label = "logged", ""
+        return AuditEvent(now, event, dest, family, verdict, label, "")
+
+
+def _lookup_target(event: str, args: tuple[Any, ...]) -> tuple[str, str]:
+    if event == "socket.getaddrinfo":
+        host, port = args[0], args[1]
+        h = host.decode() if isinstance(host, bytes) else "" if host is None else str(host)
+        return h, f"{h}:{port}"
+    if event == "socket.getnameinfo":
+        sockaddr = args[0]
+        h = str(sockaddr[0]) if isinstance(sockaddr, tuple) and sockaddr else str(sockaddr)
+        return h, f"{h} (reverse lookup)"
+    h = str(args[0])
+    return h, h if event == "socket.gethostbyname" else f"{h} (reverse lookup)"
