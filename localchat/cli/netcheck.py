@@ -68,7 +68,7 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
         report = EvidenceReport(client.hello.isolation, guard, monitor, client.pid, [note])
         data = report.to_dict()  # while the worker runs: its namespace is re-read from the outside
         if args.export:
-            report.export(Path(args.export))
+            report.export(Path(args.export), data=data)
     if args.json:
         emit_json(data)
     else:

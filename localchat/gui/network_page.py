@@ -38,23 +38,15 @@ from localchat.context import AppContext
 from localchat.core.privacy.audit import AuditGuard
 from localchat.core.privacy.lockdown import lockdown_items
 from localchat.core.privacy.monitor import MonitorSnapshot, SocketMonitor, all_connections, own_processes
-from localchat.core.privacy.report import LIMITS, EvidenceReport, check_yourself, headline
+from localchat.core.privacy.report import LIMITS, EvidenceReport, check_yourself, clock, headline, human_bytes
 from localchat.gui import theme
 
 COLUMNS = ("first seen", "process", "pid", "proto", "local", "remote", "state", "class")
 POLL_MS = 1000
 
 
-def _clock(t: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(t))
-
-
 def _rate(bps: float) -> str:
-    for unit in ("B/s", "KB/s", "MB/s"):
-        if bps < 1000 or unit == "MB/s":
-            return f"{bps:.0f} {unit}" if unit == "B/s" else f"{bps:.1f} {unit}"
-        bps /= 1000
-    return f"{bps:.1f} MB/s"
+    return f"{human_bytes(bps)}/s"
 
 
 class Sparkline(QWidget):
@@ -245,14 +237,14 @@ class NetworkPage(QWidget):
 
     def set_worker(self, pid: int | None, isolation: dict[str, Any] | None) -> None:
         self.worker_pid, self.worker_isolation = pid, isolation
-        stamp = time.strftime("%H:%M:%S")
+        stamp = clock(time.time())
         if pid is None:
             self.log.appendPlainText(f"{stamp}  inference worker stopped")
         else:
             state = "kernel-isolated" if isolation and isolation.get("isolated") else "monitored only"
             self.log.appendPlainText(f"{stamp}  inference worker started (pid {pid}, {state})")
             for c in (isolation or {}).get("canary", []):
-                self.log.appendPlainText(f"{_clock(c['time'])}  canary {c['target']} ({c['label']}) → {c['result']}"
+                self.log.appendPlainText(f"{clock(c['time'])}  canary {c['target']} ({c['label']}) → {c['result']}"
                                          f"{'' if c['blocked'] else ' — NOT BLOCKED'}")
         self._update_evidence()
 
@@ -282,7 +274,7 @@ class NetworkPage(QWidget):
         for c in iso.get("canary", []):
             mark = "blocked" if c["blocked"] else "<b>NOT BLOCKED</b>"
             rows.append(("Canary", f"{e(c['target'])} ({e(c['label'])}) → {e(c['result'])}, {mark}, at "
-                                   f"{_clock(c['time'])}"))
+                                   f"{clock(c['time'])}"))
         if not iso.get("canary"):
             rows.append(("Canary", "none sent: the worker is not isolated, and no packet of ours leaves the machine"))
         ns_now = (self.snapshot.namespaces.get(self.worker_pid) if self.snapshot and self.worker_pid else None)
@@ -290,7 +282,7 @@ class NetworkPage(QWidget):
             sent = sum(i["tx_bytes"] for i in ns_now["interfaces"])
             names = ", ".join(i["name"] for i in ns_now["interfaces"]) or "none"
             rows.append(("Now", f"still in namespace {ns_now['netns']}; interfaces {e(names)}; {sent} bytes sent; "
-                                f"checked {_clock(ns_now['checked'])}"))
+                                f"checked {clock(ns_now['checked'])}"))
         cmds = check_yourself(self.worker_pid, iso)
         if cmds:
             rows.append(("Check it yourself", "<br>".join(f"<code>{e(c)}</code> <span style='color:{t.muted}'>— "
@@ -333,20 +325,20 @@ class NetworkPage(QWidget):
                 draw: bool) -> None:
         self.snapshot = snap
         for ev in snap.events[self._logged:]:
-            self.log.appendPlainText(f"{_clock(ev.time)}  new {ev.proto} socket  {ev.process} (pid {ev.pid})  "
+            self.log.appendPlainText(f"{clock(ev.time)}  new {ev.proto} socket  {ev.process} (pid {ev.pid})  "
                                      f"{ev.local} → {ev.remote or '(not connected)'}  [{ev.kind}]")
         self._logged = len(snap.events)
         for err in snap.errors:
             if err not in self._noted_errors:
                 self._noted_errors.add(err)
-                self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  monitor: {err}")
+                self.log.appendPlainText(f"{clock(time.time())}  monitor: {err}")
         guard = AuditGuard.active()
         audit = guard.snapshot() if guard is not None else []
         if len(audit) < self._audit_logged:  # another guard became active
             self._audit_logged = 0
         for a in audit[self._audit_logged:]:
             if a.verdict != "allowed-local":
-                self.log.appendPlainText(f"{_clock(a.time)}  audit {a.event} {a.destination}: {a.verdict}"
+                self.log.appendPlainText(f"{clock(a.time)}  audit {a.event} {a.destination}: {a.verdict}"
                                          f"{' (' + a.label + ')' if a.label else ''} — {a.call_site}")
         self._audit_logged = len(audit)
         unexpected = sum(not a.expected for a in audit)
@@ -366,7 +358,7 @@ class NetworkPage(QWidget):
             self.verdict.setText(f"Attention: {non_local} connection(s) beyond this machine and {unexpected} "
                                  "unexpected audit event(s) since launch — see the event log.")
         else:
-            self.verdict.setText(f"No connection beyond this machine since {_clock(snap.started)}: every socket of "
+            self.verdict.setText(f"No connection beyond this machine since {clock(snap.started)}: every socket of "
                                  "localchat's processes stayed on loopback.")
         if not draw:
             return  # the evidence, the table and the sparkline are only drawn for someone looking at them
@@ -384,7 +376,7 @@ class NetworkPage(QWidget):
         self.table.setVisible(bool(data))
         self.table.setRowCount(len(data))
         for i, r in enumerate(data):
-            cells = (_clock(r["time"]) if r["time"] else "", r["process"], r["pid"], r["proto"], r["local"],
+            cells = (clock(r["time"]) if r["time"] else "", r["process"], r["pid"], r["proto"], r["local"],
                      r["remote"], r["state"], r["kind"])
             for j, v in enumerate(cells):
                 self.table.setItem(i, j, QTableWidgetItem(str(v)))
@@ -414,5 +406,5 @@ class NetworkPage(QWidget):
                 return None
         self.refresh()
         paths = self.report().export(Path(folder))
-        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  report exported to {paths[0]} and {paths[1]}")
+        self.log.appendPlainText(f"{clock(time.time())}  report exported to {paths[0]} and {paths[1]}")
         return paths

@@ -44,11 +44,13 @@ def headline(isolation: dict[str, Any] | None) -> str:
     return f"Inference worker: monitored only — {isolation.get('reason', 'isolation not applied')}"
 
 
-def _clock(t: float) -> str:
+def clock(t: float) -> str:
+    """A timestamp as the local time of day."""
     return time.strftime("%H:%M:%S", time.localtime(t))
 
 
-def _size(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """``980 B``, ``1.5 MB`` (decimal units)."""
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -163,7 +165,7 @@ class EvidenceReport:
                 lines.append("  Canary (connect attempts from inside the isolated worker):")
                 for c in iso["canary"]:
                     lines.append(f"    {c['target']:<15} {c['label']:<36} → {c['result']} "
-                                 f"({'blocked' if c['blocked'] else 'NOT BLOCKED'}) at {_clock(c['time'])}")
+                                 f"({'blocked' if c['blocked'] else 'NOT BLOCKED'}) at {clock(c['time'])}")
             else:
                 lines.append("  No canary sent: the worker is not isolated, and no packet of ours leaves the "
                              "machine.")
@@ -171,7 +173,7 @@ class EvidenceReport:
         if now and now.get("running"):
             if now["own_namespace"]:
                 socks = now["sockets"] or []
-                ifs = ", ".join(f"{i['name']} (sent {_size(i['tx_bytes'])})" for i in now["interfaces"] or [])
+                ifs = ", ".join(f"{i['name']} (sent {human_bytes(i['tx_bytes'])})" for i in now["interfaces"] or [])
                 lines.append(f"  Now: still in its own namespace; {len(socks)} sockets; interfaces: {ifs or 'none'}")
             else:
                 lines.append("  Now: the worker shares the app's network namespace")
@@ -185,25 +187,28 @@ class EvidenceReport:
                   f"Audit guard: {app['audit_mode']}; {len(app['audit_events'])} events, "
                   f"{app['audit_refused']} refused, {len(app['audit_unexpected'])} unexpected"]
         for e in [e for e in app["audit_events"] if e["verdict"] != "allowed-local"][-20:]:
-            lines.append(f"  {_clock(e['time'])} {e['event']:<20} {e['destination']:<28} {e['verdict']:<16} "
+            lines.append(f"  {clock(e['time'])} {e['event']:<20} {e['destination']:<28} {e['verdict']:<16} "
                          f"{e['label']:<14} {e['call_site']}")
         for e in [e for e in app["socket_events"] if e["kind"] in ("lan", "internet")][-20:]:
-            lines.append(f"  {_clock(e['time'])} {e['process']} (pid {e['pid']}) {e['proto']} {e['local']} → "
+            lines.append(f"  {clock(e['time'])} {e['process']} (pid {e['pid']}) {e['proto']} {e['local']} → "
                          f"{e['remote']} [{e['kind']}]")
         for err in app["monitor_errors"]:
             lines.append(f"  monitor: {err}")
         if d["machine"]:
             lines += ["", f"Interface counters ({d['machine']['label']}):"]
             for name, c in d["machine"]["interfaces"].items():
-                lines.append(f"  {name:<12} sent {_size(c['bytes_sent']):>10}   received {_size(c['bytes_recv']):>10}")
+                sent, recv = human_bytes(c["bytes_sent"]), human_bytes(c["bytes_recv"])
+                lines.append(f"  {name:<12} sent {sent:>10}   received {recv:>10}")
         lines += ["", "Lockdown:"] + [f"  {k} = {v}  — {d['lockdown_effects'][k]}" for k, v in d["lockdown"].items()]
         lines += ["", "What this does not cover:"] + [f"  - {x}" for x in d["limits"]]
         lines += [f"note: {n}" for n in d["notes"]]
         return "\n".join(lines) + "\n"
 
-    def export(self, folder: Path, stem: str = "localchat-privacy-report") -> tuple[Path, Path]:
-        """Write ``<stem>.json`` and ``<stem>.txt`` (the same moment's data) into ``folder``."""
-        data = self.to_dict()
+    def export(self, folder: Path, stem: str = "localchat-privacy-report",
+               data: dict[str, Any] | None = None) -> tuple[Path, Path]:
+        """Write ``<stem>.json`` and ``<stem>.txt`` (the same moment's data: ``data``, or gathered now) into
+        ``folder``."""
+        data = data or self.to_dict()
         folder.mkdir(parents=True, exist_ok=True)
         js, txt = folder / f"{stem}.json", folder / f"{stem}.txt"
         js.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
