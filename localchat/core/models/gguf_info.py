@@ -1,10 +1,31 @@
 """GGUF metadata without loading weights.
 
-``read_gguf(path) -> GGUFInfo`` parses the header (key/value metadata and the tensor table) with a streaming reader
-that skips the big arrays (a 150k-token vocabulary) instead of materialising them: a few milliseconds where the
-``gguf`` package's reader takes seconds. The ``gguf`` package supplies the type tables (quantisation block sizes,
-file types). Anything that is not a readable GGUF (empty, random bytes, text, truncated header, unknown version)
-raises :class:`~localchat.errors.InvalidModelFile` with a sentence a user can act on.
+API::
+
+    from localchat.core.models.gguf_info import read_gguf
+    info = read_gguf("DeepSeek-R1-Distill-Qwen-14B-Q4_K_M.gguf")   # -> GGUFInfo (frozen dataclass)
+    info.architecture, info.name, info.n_params        # "qwen2", "DeepSeek R1 Distill Qwen 14B", 14_770_033_664
+    info.file_type, info.quantisation                  # "MOSTLY_Q4_K_M", "Q4_K" (the type holding most weight bytes)
+    info.tensor_types                                  # {"Q4_K": bytes, "Q6_K": bytes, "F32": bytes}, largest first
+    info.context_length, info.n_layers                 # trained context, block_count
+    info.n_heads, info.n_kv_heads, info.head_dim_k, info.head_dim_v
+    info.n_experts, info.n_experts_used                # None for dense models
+    info.chat_template, info.vocab_size
+    info.tensors                                       # TensorInfo(name, type_name, shape, n_bytes, offset), ...
+    info.assumptions                                   # sentences for values derived because a key was missing
+    info.metadata                                      # every key/value except the big arrays (vocabulary)
+
+Shapes are in GGUF order (``ne0`` first: ``token_embd.weight`` is ``(n_embd, n_vocab)``); ``offset`` is relative to
+the start of the tensor data. When ``{arch}.attention.key_length`` / ``value_length`` are missing (the R1 Qwen
+distills) the head dimension is derived as ``embedding_length / head_count`` and said so in ``assumptions``; a
+missing KV head count is taken as the head count.
+
+``read_gguf`` parses the header (key/value metadata and the tensor table) with a streaming reader that skips the big
+arrays (a 150k-token vocabulary) instead of materialising them: a few milliseconds where ``gguf.GGUFReader`` takes
+seconds. The ``gguf`` package supplies the type tables (quantisation block sizes, file types), and the tests check
+the result against ``gguf.GGUFReader`` tensor by tensor. Anything that is not a readable GGUF (missing, empty,
+random bytes, text, truncated header or data, unknown or big-endian version, unknown tensor type) raises
+:class:`~localchat.errors.InvalidModelFile` with a sentence a user can act on.
 """
 
 from __future__ import annotations
@@ -26,7 +47,9 @@ _MAX_COUNT = 1 << 28
 # GGUFValueType id -> struct format for scalars
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
-_KEEP_ARRAY_MAX = 64  # small arrays (per-layer head counts, languages) are kept; big ones (vocab) are skipped
+# small arrays (per-layer head counts, languages) are kept; big ones (the vocabulary, merges, scores) are skipped
+_KEEP_ARRAY_MAX = 64
+_KEEP_NUMERIC_ARRAY_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,18 @@ class GGUFInfo:
     @property
     def tensor_bytes(self) -> int:
         return sum(t.n_bytes for t in self.tensors)
+
+    @property
+    def tensor_types(self) -> dict[str, int]:
+        """Bytes per tensor type, largest first: the per-tensor quantisation mix (Q4_K_M is Q4_K + Q6_K + F32)."""
+        out: dict[str, int] = {}
+        for t in self.tensors:
+            out[t.type_name] = out.get(t.type_name, 0) + t.n_bytes
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    @property
+    def is_moe(self) -> bool:
+        return bool(self.n_experts and self.n_experts > 1)
 
     @property
     def split_count(self) -> int:
@@ -114,7 +149,7 @@ class _Reader:
             count = self.u64()
             if count > _MAX_COUNT:
                 raise InvalidModelFile(f"{self.name} has a corrupt GGUF header (an array of {count} items)")
-            if count <= _KEEP_ARRAY_MAX:
+            if count <= _KEEP_ARRAY_MAX or (etype in _SCALARS and count <= _KEEP_NUMERIC_ARRAY_MAX):
                 return [self.value(etype) for _ in range(count)]
             if etype == _STRING:
                 for _ in range(count):
@@ -157,8 +192,12 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
             hint = " It looks like text." if _looks_like_text(magic + fh.read(60)) else ""
             raise InvalidModelFile(f"{name} is not a GGUF model (it does not start with the GGUF signature).{hint}")
         version = r.scalar(4)
+        if version not in SUPPORTED_VERSIONS and int.from_bytes(version.to_bytes(4, "little"), "big") in (2, 3):
+            raise InvalidModelFile(f"{name} is a big-endian GGUF (made for s390x-type machines); localchat reads "
+                                   f"little-endian GGUF files. Download the ordinary build of this model.")
         if version not in SUPPORTED_VERSIONS:
-            raise InvalidModelFile(f"{name} uses GGUF version {version}; localchat reads versions 2 and 3")
+            raise InvalidModelFile(f"{name} uses GGUF version {version}; localchat reads versions 2 and 3. "
+                                   f"Convert it with a current llama.cpp, or download a newer file.")
         n_tensors, n_kv = r.u64(), r.u64()
         if n_tensors > _MAX_COUNT or n_kv > _MAX_COUNT:
             raise InvalidModelFile(f"{name} has a corrupt GGUF header ({n_tensors} tensors, {n_kv} keys)")

@@ -8,6 +8,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+from model_shapes import write_qwen2_shape
 
 from localchat.core.models.gguf_info import read_gguf
 from localchat.errors import InvalidModelFile
@@ -60,7 +61,36 @@ def test_generated_model_with_and_without_head_dims(tmp_path: Path) -> None:
     assert b.vocab_size == 300 and b.tensors[0].n_bytes == 64 * 64 * 2
 
 
-@pytest.mark.parametrize("kind", ["empty", "random", "text", "truncated_header", "truncated_data", "version"])
+def test_agrees_with_the_gguf_package_reader(starter_model: Path) -> None:
+    """Our streaming reader and gguf.GGUFReader see the same tensor table and scalar metadata."""
+    ours = read_gguf(starter_model)
+    ref = gguf.GGUFReader(str(starter_model))
+    assert len(ours.tensors) == len(ref.tensors)
+    for t, r in zip(ours.tensors, ref.tensors, strict=True):
+        assert (t.name, t.type_name, t.shape, t.n_bytes) == (r.name, r.tensor_type.name, tuple(int(d) for d in r.shape),
+                                                             int(r.n_bytes))
+        assert t.offset + ref.data_offset == r.data_offset
+    for key in ("general.architecture", "llama.block_count", "llama.attention.head_count", "general.file_type"):
+        assert ours.metadata[key] == ref.fields[key].contents()
+    assert ours.tensor_types == {"Q4_1": ours.tensor_types["Q4_1"], "Q8_0": ours.tensor_types["Q8_0"],
+                                 "F32": ours.tensor_types["F32"]}
+    assert list(ours.tensor_types) == ["Q4_1", "Q8_0", "F32"]  # largest first
+    assert not ours.is_moe and ours.n_experts is None
+
+
+def test_r1_distill_shape_moe_and_missing_head_dims(tmp_path: Path) -> None:
+    path = write_qwen2_shape(tmp_path / "moe.gguf", n_layers=4, n_embd=512, n_heads=8, n_kv=2, n_ff=1024, n_vocab=1000,
+                             n_ctx_train=32768, name="moe", with_tokenizer=True, head_dims=False, n_experts=8)
+    info = read_gguf(path)
+    assert (info.n_layers, info.context_length, info.n_heads, info.n_kv_heads) == (4, 32768, 8, 2)
+    assert (info.head_dim_k, info.head_dim_v) == (64, 64) and any("derived 64" in a for a in info.assumptions)
+    assert (info.n_experts, info.n_experts_used, info.is_moe) == (8, 2, True)
+    assert info.file_type == "MOSTLY_Q4_K_M" and set(info.tensor_types) == {"Q4_K", "Q6_K", "F32"}
+    assert info.vocab_size == 1000 and "tokenizer.ggml.tokens" not in info.metadata  # big arrays are skipped
+
+
+@pytest.mark.parametrize("kind", ["empty", "random", "text", "truncated_header", "truncated_data", "version",
+                                  "old_version", "big_endian", "magic_only", "bad_tensor_type"])
 def test_invalid_files(tmp_path: Path, starter_model: Path, kind: str) -> None:
     bad = tmp_path / "model.gguf"
     data = starter_model.read_bytes()[:4_000_000] if kind.startswith("truncated") else b""
@@ -74,10 +104,26 @@ def test_invalid_files(tmp_path: Path, starter_model: Path, kind: str) -> None:
         bad.write_bytes(data)
     elif kind == "version":
         bad.write_bytes(b"GGUF" + (9).to_bytes(4, "little") + b"\0" * 64)
+    elif kind == "old_version":
+        bad.write_bytes(b"GGUF" + (1).to_bytes(4, "little") + b"\0" * 64)
+    elif kind == "big_endian":
+        bad.write_bytes(b"GGUF" + (3).to_bytes(4, "big") + b"\0" * 64)
+    elif kind == "magic_only":
+        bad.write_bytes(b"GGUF")
+    elif kind == "bad_tensor_type":
+        # one tensor whose type id (200) no ggml version has
+        def u(n: int, width: int) -> bytes:
+            return n.to_bytes(width, "little")
+
+        header = b"GGUF" + u(3, 4) + u(1, 8) + u(0, 8)  # version 3, one tensor, no keys
+        tensor = u(1, 8) + b"w" + u(1, 4) + u(32, 8) + u(200, 4) + u(0, 8)  # name, 1 dim of 32, type 200, offset 0
+        bad.write_bytes(header + tensor + b"\0" * 64)
     else:
         bad.write_bytes(b"")
     expected = {"empty": "empty", "random": "not a GGUF model", "text": "looks like text",
-                "truncated_header": "truncated", "truncated_data": "truncated", "version": "version 9"}[kind]
+                "truncated_header": "truncated", "truncated_data": "truncated", "version": "version 9",
+                "old_version": "version 1", "big_endian": "big-endian", "magic_only": "truncated",
+                "bad_tensor_type": "type \\(200\\)"}[kind]
     with pytest.raises(InvalidModelFile, match=expected):
         read_gguf(bad)
 
