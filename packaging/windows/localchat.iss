@@ -1,4 +1,6 @@
-; Inno Setup script: per-user install (no admin rights needed), Start menu entry, uninstaller.
+; Inno Setup script (built by build.ps1): per-user install (no admin rights), Start menu entry, uninstaller.
+; localchat.exe is the window (no console) and the inference worker; localchat-cli.exe runs the commands in a terminal.
+; Uninstalling removes the program only: chats, settings and models in the user's folders stay.
 ; Windows has no network sandbox for the worker in this version: the app says "monitored only" there.
 #ifndef AppVersion
   #define AppVersion "0.0.0"
@@ -11,6 +13,8 @@ AppPublisher=localchat developers
 DefaultDirName={localappdata}\Programs\localchat
 DefaultGroupName=localchat
 PrivilegesRequired=lowest
+ArchitecturesAllowed=x64compatible
+ArchitecturesInstallIn64BitMode=x64compatible
 OutputDir=..\..\dist
 OutputBaseFilename=localchat-{#AppVersion}-windows-setup
 Compression=lzma2/max
@@ -31,3 +35,4 @@ Name: desktopicon; Description: "Create a desktop icon"; Flags: unchecked
 
 [Run]
 Filename: "{app}\localchat.exe"; Description: "Start localchat"; Flags: nowait postinstall skipifsilent
+
