@@ -76,6 +76,10 @@ def test_only_the_qt_the_app_uses() -> None:
     assert not list(INTERNAL.rglob("libgtk-3*")) and not list(INTERNAL.rglob("libcairo*"))
 
 
+def test_no_dangling_links() -> None:
+    assert [str(p) for p in DIST.rglob("*") if p.is_symlink() and not p.exists()] == []
+
+
 def test_every_bundled_library_resolves() -> None:
     """The "Shared library ... not found" class of bug, checked for every ELF file in the build at once."""
     if not shutil.which("ldd"):
@@ -183,3 +187,20 @@ def test_read_only_install(tmp_path: Path) -> None:
         assert win.returncode == 0 and "window shown: localchat" in win.stdout, win.stderr
     finally:
         subprocess.run(["umount", str(ro)])
+
+
+def test_deb_installs_the_app_a_launcher_a_desktop_entry_and_icons() -> None:
+    debs = sorted((ROOT / "dist").glob("localchat_*.deb"))
+    if not debs or not shutil.which("dpkg-deb"):
+        pytest.skip("no .deb built (dpkg-deb missing when `make package` ran)")
+    listing = subprocess.run(["dpkg-deb", "-c", str(debs[-1])], capture_output=True, text=True, check=True).stdout
+    paths = {line.split()[5].removeprefix(".") for line in listing.splitlines()}
+    assert {"/opt/localchat/localchat", "/usr/bin/localchat", "/usr/share/applications/localchat.desktop",
+            "/usr/share/icons/hicolor/256x256/apps/localchat.png",
+            "/opt/localchat/_internal/resources/models/" + STARTER_FILE} <= paths
+    control = subprocess.run(["dpkg-deb", "-f", str(debs[-1])], capture_output=True, text=True, check=True).stdout
+    assert f"Version: {importlib.metadata.version('localchat')}" in control
+    if shutil.which("desktop-file-validate"):
+        r = subprocess.run(["desktop-file-validate", str(ROOT / "packaging" / "linux" / "localchat.desktop")],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
