@@ -24,12 +24,16 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
         return 0
     print(f"CPU: {m.cpu_name} ({m.physical_cores} cores, {m.logical_cores} threads)")
     print(f"RAM: {m.ram_total / GIB:.1f} GiB, {m.ram_available / GIB:.1f} GiB available")
-    backends = sorted({d.get('name', '?') for d in m.llama_devices})
-    print(f"llama.cpp devices in this build: {', '.join(backends) or 'none found'}")
+    backends = ", ".join(f"{d.get('name', '?')} ({d.get('type', '?')})" for d in m.llama_devices)
+    print(f"llama.cpp {m.llama_cpp_version or '?'} devices in this build: {backends or 'none found'}")
+    if m.cpu_repack_types is not None:
+        print(f"CPU weight repacking (extra RAM for these types): {', '.join(m.cpu_repack_types) or 'none'}")
     for g in m.gpus:
         state = "" if g.usable else "  (not usable by this build)"
-        print(f"GPU {g.index}: {g.name} [{g.backend}] {g.free_bytes / GIB:.1f} GiB free of "
-              f"{g.total_bytes / GIB:.1f} GiB{' (unified)' if g.unified else ''}{state}")
+        mem = (f"{g.free_bytes / GIB:.1f} GiB free of {g.total_bytes / GIB:.1f} GiB" if g.total_bytes
+               else "memory unknown")
+        driver = f", driver {g.driver}" if g.driver else ""
+        print(f"GPU {g.index}: {g.name} [{g.backend}{driver}] {mem}{' (unified)' if g.unified else ''}{state}")
     for n in m.notes:
         print(f"note: {n}")
     return 0

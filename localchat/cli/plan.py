@@ -16,7 +16,7 @@ def register(sub: Any) -> None:
                    help="simulate GPUs with this much free memory each, e.g. 12GiB or 24GiB,24GiB")
     p.add_argument("--ram", default=None, metavar="SIZE", help="simulate this much available RAM")
     p.add_argument("--unified", action="store_true", help="simulated GPU shares RAM (Apple silicon)")
-    p.add_argument("--gpu-layers", type=int, default=None, help="cost of forcing this many GPU layers")
+    p.add_argument("--gpu-layers", type=int, default=None, help="what forcing this many GPU layers costs (-1 = all)")
     p.add_argument("--no-ctx-reduction", action="store_true", help="never lower the context to fit the GPU")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -42,10 +42,15 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(plan.to_dict())
         return 0
-    print(f"{info.name} ({info.quantisation}, {info.file_size / GIB:.2f} GiB) on "
-          f"{', '.join(g.name for g in machine.usable_gpus) or 'CPU only'}")
+    gpus = machine.usable_gpus
+    print(f"{info.name} ({info.quantisation}, {info.file_size / GIB:.2f} GiB, {info.architecture}) on "
+          f"{', '.join(g.name for g in gpus) or 'CPU only'}"
+          f"{' (simulated)' if 'simulated machine' in machine.notes else ''}")
     print(f"verdict: {plan.verdict}   GPU layers: {plan.n_gpu_layers}/{plan.n_layers + 1}   context: {plan.n_ctx}   "
           f"KV: {plan.kv_type}   flash attention: {'on' if plan.flash_attn else 'off'}")
+    for g, used in zip(gpus, plan.gpu_bytes, strict=False):
+        print(f"GPU {g.name}: {used / GIB:.2f} GiB of {g.free_bytes / GIB:.2f} GiB free")
+    print(f"RAM: {plan.cpu_bytes / GIB:.2f} GiB of {machine.ram_available / GIB:.2f} GiB available")
     if plan.tensor_split:
         print(f"tensor split: {plan.tensor_split}")
     for r in plan.reasons:

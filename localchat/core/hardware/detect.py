@@ -12,6 +12,7 @@ import platform
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 GIB = 1024**3
@@ -39,6 +40,9 @@ class Machine:
     gpus: tuple[GpuDevice, ...] = ()
     llama_devices: tuple[dict[str, Any], ...] = ()  # ggml's own device list for this build
     notes: tuple[str, ...] = ()
+    # weight types llama.cpp's CPU backend repacks here (measured by the ggml probe); None = not measured
+    cpu_repack_types: tuple[str, ...] | None = None
+    llama_cpp_version: str | None = None
 
     @property
     def usable_gpus(self) -> tuple[GpuDevice, ...]:
@@ -54,10 +58,14 @@ class Probes(Protocol):
     def ggml(self) -> dict[str, Any]: ...
     def nvml(self) -> list[dict[str, Any]]: ...
     def apple(self) -> dict[str, Any] | None: ...
+    def pci_gpus(self) -> list[dict[str, Any]]: ...
 
 
 CUDA_INSTALL = 'make reinstall-llama LLAMA_CMAKE_ARGS="-DGGML_CUDA=on"'
 METAL_INSTALL = 'make reinstall-llama LLAMA_CMAKE_ARGS="-DGGML_METAL=on"'
+VULKAN_INSTALL = 'make reinstall-llama LLAMA_CMAKE_ARGS="-DGGML_VULKAN=on"'
+HIP_INSTALL = 'make reinstall-llama LLAMA_CMAKE_ARGS="-DGGML_HIP=on"'
+_PCI_VENDORS = {"0x10de": "nvidia", "0x1002": "amd", "0x1022": "amd", "0x8086": "intel"}
 
 
 class SystemProbes:
@@ -129,6 +137,25 @@ class SystemProbes:
                 "memsize": int(mem) if mem and mem.isdigit() else 0}
 
 
+    def pci_gpus(self) -> list[dict[str, Any]]:
+        """Display controllers the kernel sees (Linux sysfs), whatever llama.cpp can do with them."""
+        out = []
+        for card in sorted(Path("/sys/class/drm").glob("card[0-9]*")):
+            if "-" in card.name:  # connectors (card0-HDMI-A-1), not devices
+                continue
+            try:
+                vendor = (card / "device" / "vendor").read_text().strip().lower()
+                device = (card / "device" / "device").read_text().strip().lower()
+                pci_class = (card / "device" / "class").read_text().strip().lower()
+            except OSError:
+                continue
+            if not pci_class.startswith("0x03") or vendor not in _PCI_VENDORS:
+                continue
+            out.append({"vendor": _PCI_VENDORS[vendor], "name": f"{_PCI_VENDORS[vendor].upper()} GPU "
+                        f"(PCI {vendor[2:]}:{device[2:]})"})
+        return out
+
+
 def _sysctl(key: str) -> str | None:
     try:
         return subprocess.run(["sysctl", "-n", key], capture_output=True, text=True, timeout=5).stdout.strip() or None
@@ -142,6 +169,8 @@ def metal_working_set(memsize: int) -> int:
 
 
 def detect(probes: Probes | None = None) -> Machine:
+    """What this machine has and what the installed llama.cpp build can use of it. Never raises: a probe that
+    fails becomes a note."""
     p = probes or SystemProbes()
     notes: list[str] = []
     cpu_name, physical, logical = p.cpu()
@@ -156,37 +185,72 @@ def detect(probes: Probes | None = None) -> Machine:
         desc = str(d.get("description") or d.get("name"))
         backend = _backend_of(str(d.get("name", "")))
         gpus.append(GpuDevice(i, backend, desc, int(d.get("total_bytes", 0)), int(d.get("free_bytes", 0)),
-                              unified=backend == "metal"))
-    nv = p.nvml()
+                              unified=backend == "metal" or d.get("type") == "igpu"))
+    nv = _safe(p.nvml, [], notes, "NVML")
     if nv:
         if any(g.backend == "cuda" for g in gpus):
-            # NVML knows the driver; ggml knows what this build uses. Merge by order.
+            # ggml knows what this build uses (and its free memory); NVML adds the driver and the marketing name.
+            # CUDA orders devices fastest first, NVML by PCI bus: match by name, then by order.
+            unmatched = list(nv)
             merged = []
             for g in gpus:
-                extra = nv[g.index] if g.backend == "cuda" and g.index < len(nv) else None
+                extra = None
+                if g.backend == "cuda":
+                    extra = next((d for d in unmatched if d["name"] == g.name), None) or \
+                        (unmatched[0] if unmatched else None)
+                    if extra is not None:
+                        unmatched.remove(extra)
                 merged.append(GpuDevice(g.index, g.backend, extra["name"] if extra else g.name, g.total_bytes,
-                                        g.free_bytes, g.unified, extra["driver"] if extra else None))
+                                        g.free_bytes, g.unified, extra.get("driver") if extra else None))
             gpus = merged
         else:
-            for _j, d in enumerate(nv):
+            for d in nv:
                 gpus.append(GpuDevice(len(gpus), "none", d["name"], d["total_bytes"], d["free_bytes"],
                                       driver=d.get("driver"), usable=False))
-            notes.append(f"NVIDIA GPU found ({nv[0]['name']}) but the installed llama-cpp-python has no CUDA "
-                         f"backend, so it would run on the CPU. Install a CUDA build: {CUDA_INSTALL}")
-    apple = p.apple()
+            notes.append(f"NVIDIA GPU found ({nv[0]['name']}, driver {nv[0].get('driver', '?')}) but the installed "
+                         f"llama-cpp-python has no CUDA backend, so models would run on the CPU. Install a CUDA "
+                         f"build (needs the CUDA toolkit; compiles for several minutes): {CUDA_INSTALL}")
+    apple = _safe(p.apple, None, notes, "sysctl")
     if apple is not None:
+        memsize = int(apple.get("memsize", 0)) or ram_total
         if not any(g.backend == "metal" for g in gpus):
-            notes.append("Apple silicon found but this llama-cpp-python build has no Metal backend. "
-                         f"Reinstall it: {METAL_INSTALL}")
+            notes.append(f"Apple silicon found but this llama-cpp-python build has no Metal backend. Reinstall it: "
+                         f"{METAL_INSTALL}")
         else:
-            ws = metal_working_set(int(apple.get("memsize", 0)) or ram_total)
-            gpus = [GpuDevice(g.index, g.backend, g.name, ws, min(g.free_bytes or ws, ws), True, g.driver)
-                    if g.backend == "metal" else g for g in gpus]
-            notes.append(f"Unified memory: Metal may use about {ws / GIB:.1f} GiB of the "
-                         f"{(apple.get('memsize') or ram_total) / GIB:.0f} GiB RAM (its working-set limit).")
-    if not gpus:
+            # ggml-metal reports recommendedMaxWorkingSetSize as total and what is left of it as free: trust those
+            # when they are below the RAM size (a raised iogpu.wired_limit_mb shows there), else Metal's default share
+            def working_set(g: GpuDevice) -> GpuDevice:
+                total = g.total_bytes if 0 < g.total_bytes < memsize else metal_working_set(memsize)
+                free = min(g.free_bytes, total) if g.free_bytes else total
+                return GpuDevice(g.index, g.backend, g.name, total, free, True, g.driver)
+
+            gpus = [working_set(g) if g.backend == "metal" else g for g in gpus]
+            ws = next(g.total_bytes for g in gpus if g.backend == "metal")
+            notes.append(f"Unified memory: Metal may use about {ws / GIB:.1f} GiB of the {memsize / GIB:.0f} GiB "
+                         f"RAM (its working-set limit); the rest stays with the system.")
+    pci = _safe(p.pci_gpus, [], notes, "PCI")
+    for vendor, install in (("amd", f"{VULKAN_INSTALL} (or ROCm: {HIP_INSTALL})"), ("intel", VULKAN_INSTALL)):
+        found = [d for d in pci if d.get("vendor") == vendor]
+        if found and not any(g.backend in ("vulkan", "rocm", "sycl", "opencl") for g in gpus):
+            for d in found:
+                gpus.append(GpuDevice(len(gpus), "none", str(d.get("name")), 0, 0, usable=False))
+            notes.append(f"{found[0].get('name')} found but the installed llama-cpp-python has no backend for it "
+                         f"(Vulkan{' or ROCm' if vendor == 'amd' else ''}), so models run on the CPU. To use it: "
+                         f"{install}")
+    if not any(g.usable for g in gpus):
         notes.append("No GPU that this llama.cpp build can use: models run on the CPU.")
-    return Machine(cpu_name, physical, logical, ram_total, ram_available, tuple(gpus), llama_devices, tuple(notes))
+    repack = ggml.get("cpu_repack_types")
+    return Machine(cpu_name, physical, logical, ram_total, ram_available, tuple(gpus), llama_devices, tuple(notes),
+                   cpu_repack_types=tuple(repack) if isinstance(repack, list) else None,
+                   llama_cpp_version=ggml.get("llama_cpp_version"))
+
+
+def _safe(fn: Any, default: Any, notes: list[str], what: str) -> Any:
+    try:
+        return fn()
+    except Exception as exc:  # a probe must never stop detection
+        notes.append(f"{what} probe failed: {type(exc).__name__}: {exc}")
+        return default
 
 
 def _backend_of(dev_name: str) -> str:

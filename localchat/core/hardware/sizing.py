@@ -1,68 +1,136 @@
-"""Glue between the planner and the rest of the app: simulated machines, cached detection, fit badges."""
+"""Glue between the planner and the rest of the app: detection cached per process, simulated machines, plans for a
+file, and fit badges for the model manager.
+
+Fit badges (Models page)::
+
+    fit = fit_catalogue_quant(entry, quant)              # a catalogue entry × quant, not downloaded: approximate
+    fit = fit_gguf(path)                                 # a file on disk: exact tensor table
+    fit.verdict   # "full_gpu" | "partial" | "cpu" | "too_large"
+    fit.summary   # "all on the GPU, 8k context" / "30/49 layers on the GPU, 8k context" / "does not fit"
+    fit.plan      # the OffloadPlan (reasons for a tooltip)
+
+Both take ``n_ctx`` (default: the entry's context capped at 8192, or 4096 for a file) and ``machine`` (default: this
+machine, detected once per process). They never raise for odd metadata; a file that is not a GGUF raises
+``InvalidModelFile``.
+"""
 
 from __future__ import annotations
 
-import functools
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from localchat.core.hardware.detect import GpuDevice, Machine, detect, metal_working_set
 from localchat.core.hardware.planner import ModelShape, OffloadPlan, Verdict, parse_size, plan_offload
+from localchat.core.models.catalogue import CatalogueEntry, CatalogueQuant
 from localchat.core.models.gguf_info import read_gguf
 
+_lock = threading.Lock()
+_cached: tuple[float, Machine] | None = None
 
-@functools.lru_cache(maxsize=1)
-def this_machine() -> Machine:
-    """Detection runs a subprocess: do it once per process."""
-    return detect()
+
+def this_machine(max_age_s: float | None = None) -> Machine:
+    """This machine, detected once per process (detection runs a short subprocess).
+
+    ``max_age_s`` asks for a detection at most that old: loading a model passes a few seconds, so the plan uses
+    the GPU's *current* free memory, while badges and the CLI reuse the first detection.
+    """
+    global _cached
+    with _lock:
+        if _cached is None or (max_age_s is not None and time.monotonic() - _cached[0] > max_age_s):
+            _cached = (time.monotonic(), detect())
+        return _cached[1]
+
+
+def clear_cache() -> None:
+    global _cached
+    with _lock:
+        _cached = None
 
 
 def machine_for(gpu_mem: str | None, ram: str | None, *, unified: bool = False) -> Machine:
-    """This machine, or a simulated one (``--gpu-mem 12GiB[,…]``, ``--ram 16GiB``)."""
+    """This machine, or a simulated one (``--gpu-mem 12GiB[,…]`` free per GPU, ``0`` for none; ``--ram 16GiB``
+    available RAM; ``unified`` for Apple silicon, where the GPU gets Metal's working-set share of the RAM).
+
+    Raises:
+        ValueError: an unreadable or absurd size, with a message fit to show as-is.
+    """
     if gpu_mem is None and ram is None and not unified:
         return this_machine()
-    if unified and gpu_mem is None:
-        gpu_mem = "auto"  # Metal's working-set share of the (simulated) RAM
     real = this_machine() if gpu_mem is None or ram is None else None
+    ram_bytes = parse_size(ram) if ram is not None else (real.ram_available if real else 0)
     gpus: tuple[GpuDevice, ...]
-    if gpu_mem is None:
-        assert real is not None
-        gpus = real.gpus
-    elif unified and gpu_mem.strip().lower() == "auto":
+    if unified and (gpu_mem is None or gpu_mem.strip().lower() == "auto"):
         total = parse_size(ram) if ram else (real.ram_total if real else 0)
         ws = metal_working_set(total)
         gpus = (GpuDevice(0, "metal", "simulated Apple GPU (unified)", ws, ws, unified=True),)
-    elif gpu_mem.strip().lower() in ("0", "none"):
+    elif gpu_mem is None:
+        assert real is not None
+        gpus = real.gpus
+    elif gpu_mem.strip().lower() in ("0", "none", "cpu"):
         gpus = ()
     else:
-        sizes = [parse_size(s) for s in gpu_mem.split(",") if s.strip()]
-        if not sizes or len(sizes) > 16:
+        parts = gpu_mem.split(",")
+        if any(not s.strip() for s in parts):
+            raise ValueError(f"--gpu-mem {gpu_mem!r} has an empty size: use sizes separated by commas, like "
+                             f"24GiB,24GiB")
+        if len(parts) > 16:
             raise ValueError("--gpu-mem takes 1 to 16 sizes separated by commas, like 24GiB,24GiB")
+        sizes = [parse_size(s) for s in parts]
         backend = "metal" if unified else "cuda"
         gpus = tuple(GpuDevice(i, backend, f"simulated GPU {i}", s, s, unified=unified) for i, s in enumerate(sizes))
-    ram_bytes = parse_size(ram) if ram is not None else (real.ram_available if real else 0)
+        if unified and ram is not None and sum(sizes) > ram_bytes:
+            raise ValueError("--gpu-mem is more than --ram on a unified-memory machine: the GPU shares the RAM")
     return Machine(cpu_name="simulated" if real is None else real.cpu_name,
                    physical_cores=real.physical_cores if real else 8, logical_cores=real.logical_cores if real else 16,
-                   ram_total=ram_bytes, ram_available=ram_bytes, gpus=gpus,
-                   notes=("simulated machine",))
+                   ram_total=ram_bytes, ram_available=ram_bytes, gpus=gpus, notes=("simulated machine",),
+                   cpu_repack_types=real.cpu_repack_types if real else None)
 
 
 def plan_for_file(path: str | Path, n_ctx: int, machine: Machine | None = None,
-                  gpu_layers_override: int | None = None) -> OffloadPlan:
+                  gpu_layers_override: int | None = None, *, allow_ctx_reduction: bool = True) -> OffloadPlan:
     shape = ModelShape.from_gguf(read_gguf(path))
-    return plan_offload(shape, machine or this_machine(), n_ctx, gpu_layers_override=gpu_layers_override)
+    return plan_offload(shape, machine or this_machine(), n_ctx, gpu_layers_override=gpu_layers_override,
+                        allow_ctx_reduction=allow_ctx_reduction)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A fit badge: the verdict on this machine, a one-line summary and the plan behind it."""
+
+    verdict: Verdict
+    summary: str
+    plan: OffloadPlan
+
+
+def fit_gguf(path: str | Path, *, n_ctx: int = 4096, machine: Machine | None = None) -> Fit:
+    """Fit of a GGUF file on disk (exact: its own tensor table)."""
+    plan = plan_for_file(path, n_ctx, machine)
+    return Fit(plan.verdict, plan.summary, plan)
+
+
+def fit_catalogue_quant(entry: CatalogueEntry, quant: CatalogueQuant, *, n_ctx: int | None = None,
+                        machine: Machine | None = None) -> Fit:
+    """Fit of a catalogue entry × quant that is not downloaded yet (approximate: the file size spread over the shape
+    the catalogue lists; ``entry.params_b`` splits the bytes between blocks and embeddings when present)."""
+    s = entry.shape
+    params_b = getattr(entry, "params_b", None) or s.get("params_b")
+    shape = ModelShape.from_catalogue(
+        name=f"{entry.title} {quant.quant}", file_size=quant.size, n_layers=int(s.get("n_layers", 32)),
+        n_embd=int(s.get("n_embd", 4096)), n_kv_heads=int(s.get("n_kv_heads", 8)),
+        head_dim=int(s.get("head_dim", 128)), n_vocab=int(s.get("n_vocab", 32000)), n_ctx_train=entry.context,
+        params_b=float(params_b) if params_b else None, architecture=str(getattr(entry, "family", None) or "llama"),
+        quant=quant.quant)
+    plan = plan_offload(shape, machine or this_machine(), n_ctx or min(entry.context, 8192))
+    return Fit(plan.verdict, plan.summary, plan)
 
 
 def fit_verdict(file_size: int, n_layers: int, n_ctx: int = 4096, machine: Machine | None = None,
                 *, n_embd: int = 4096, n_kv_heads: int = 8, head_dim: int = 128, n_vocab: int = 152064,
-                n_ctx_train: int = 32768) -> Verdict:
-    """Fit badge for a catalogue entry × quant that is not downloaded yet (no tensor table: size split evenly).
-
-    The shape figures default to a typical GQA model; the catalogue passes what it knows.
-    """
-    embd = n_vocab * n_embd * 9 // 16  # ~4.5 bits per weight
-    per_layer = max(1, (file_size - 2 * embd) // max(1, n_layers))
-    shape = ModelShape(name="catalogue", architecture="llama", n_layers=n_layers, layer_bytes=(per_layer,) * n_layers,
-                       embd_bytes=embd, output_bytes=embd, n_ctx_train=n_ctx_train, n_embd=n_embd,
-                       n_heads=n_embd // head_dim, n_kv_heads=n_kv_heads, head_dim_k=head_dim, head_dim_v=head_dim,
-                       n_vocab=n_vocab, n_ff=n_embd * 3)
+                n_ctx_train: int = 32768, params_b: float | None = None, quant: str = "") -> Verdict:
+    """Just the verdict, from loose figures (kept for callers that have no CatalogueEntry)."""
+    shape = ModelShape.from_catalogue(name="catalogue", file_size=file_size, n_layers=n_layers, n_embd=n_embd,
+                                      n_kv_heads=n_kv_heads, head_dim=head_dim, n_vocab=n_vocab,
+                                      n_ctx_train=n_ctx_train, params_b=params_b, quant=quant)
     return plan_offload(shape, machine or this_machine(), n_ctx).verdict

@@ -9,10 +9,12 @@ from localchat.core.hardware.detect import CUDA_INSTALL, GIB, SystemProbes, dete
 
 class FakeProbes:
     def __init__(self, ggml_devices: list[dict[str, Any]], nvml: list[dict[str, Any]] | None = None,
-                 apple: dict[str, Any] | None = None, ggml_error: str | None = None) -> None:
+                 apple: dict[str, Any] | None = None, ggml_error: str | None = None,
+                 pci: list[dict[str, Any]] | None = None) -> None:
         self._ggml = {"devices": ggml_devices, **({"error": ggml_error} if ggml_error else {})}
         self._nvml = nvml or []
         self._apple = apple
+        self._pci = pci or []
 
     def cpu(self) -> tuple[str, int, int]:
         return "Test CPU", 8, 16
@@ -28,6 +30,9 @@ class FakeProbes:
 
     def apple(self) -> dict[str, Any] | None:
         return self._apple
+
+    def pci_gpus(self) -> list[dict[str, Any]]:
+        return self._pci
 
 
 CPU_DEV = {"name": "CPU", "description": "Test CPU", "type": "cpu", "free_bytes": 0, "total_bytes": 0}
@@ -57,6 +62,9 @@ def test_apple_unified_memory_working_set() -> None:
     g = m.gpus[0]
     assert g.unified and g.backend == "metal" and g.total_bytes == 16 * 10**9 * 2 // 3
     assert any("working-set" in n for n in m.notes)
+    reported = dict(metal, total_bytes=12 * GIB, free_bytes=11 * GIB)  # a raised wired limit, as ggml-metal reports
+    g = detect(FakeProbes([CPU_DEV, reported], apple={"name": "Apple M2", "memsize": 16 * 10**9})).gpus[0]
+    assert (g.total_bytes, g.free_bytes) == (12 * GIB, 11 * GIB)
     no_metal = detect(FakeProbes([CPU_DEV], apple={"name": "Apple M2", "memsize": 16 * 10**9}))
     assert any("no Metal backend" in n for n in no_metal.notes)
 

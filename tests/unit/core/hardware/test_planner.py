@@ -10,12 +10,16 @@ from model_shapes import write_qwen2_shape, write_r1_qwen14b_q4km
 from localchat.core.hardware.detect import GIB, GpuDevice, Machine
 from localchat.core.hardware.planner import (
     ModelShape,
+    assign_layers,
     compute_bytes,
+    device_reserve,
     kv_bytes,
+    pad_ctx,
     parse_size,
     plan_offload,
 )
-from localchat.core.hardware.sizing import machine_for
+from localchat.core.hardware.sizing import fit_catalogue_quant, fit_gguf, machine_for
+from localchat.core.models.catalogue import Catalogue
 from localchat.core.models.gguf_info import read_gguf
 
 
@@ -54,10 +58,18 @@ def test_kv_arithmetic(r1_14b: ModelShape) -> None:
     assert kv_bytes(r1_14b, 8192, "q8_0") == pytest.approx(kv_bytes(r1_14b, 8192) * 34 / 64, rel=1e-6)
 
 
+def test_kv_context_is_padded_like_llama_cpp(r1_14b: ModelShape) -> None:
+    assert (pad_ctx(1000), pad_ctx(4096), pad_ctx(1), pad_ctx(4097)) == (1024, 4096, 256, 4352)
+    assert kv_bytes(r1_14b, 1000) == kv_bytes(r1_14b, 1024)
+    # a context below the micro-batch shrinks it too (llama.cpp: n_ubatch = min(n_ubatch, n_ctx))
+    assert compute_bytes(r1_14b, 256, True) < compute_bytes(r1_14b, 512, True)
+
+
 def test_12gib_card_all_layers_at_8k(r1_14b: ModelShape) -> None:
     p = plan_offload(r1_14b, machine(12), 8192)
-    assert p.verdict == "full_gpu" and p.n_gpu_layers == 49 and p.n_ctx == 8192
-    assert p.gpu_bytes[0] <= 12 * GIB
+    assert p.verdict == "full_gpu" and p.n_gpu_layers == 49 and p.n_ctx == 8192 and p.kv_type == "f16"
+    assert p.gpu_bytes[0] <= 12 * GIB - device_reserve(12 * GIB)
+    assert p.gpu_bytes[0] == r1_14b.weights_bytes - r1_14b.embd_bytes + p.kv_bytes + p.compute_bytes
     assert any("fit on GPU0" in r for r in p.reasons)
 
 
@@ -71,7 +83,7 @@ def test_8gib_card_partial_with_a_sensible_count(r1_14b: ModelShape) -> None:
     more = plan_offload(r1_14b, machine(8), 8192, allow_ctx_reduction=False, gpu_layers_override=p.n_gpu_layers + 1,
                         kv_type=p.kv_type)
     assert more.n_gpu_layers == p.n_gpu_layers
-    assert any("would not fit" in r for r in more.reasons)
+    assert any("only" in r and "fit in" in r for r in more.reasons)
 
 
 def test_24gib_full_at_32k(r1_14b: ModelShape) -> None:
@@ -83,6 +95,29 @@ def test_two_24gib_cards_split(r1_14b: ModelShape) -> None:
     p = plan_offload(r1_14b, machine(24, 24), 32768)
     assert p.verdict == "full_gpu" and p.tensor_split == [0.5, 0.5]
     assert all(0 < b <= 24 * GIB for b in p.gpu_bytes)
+    # 49 layers cut at 0.5 as llama.cpp does: blocks 0-24 on the first card, 25-47 and the output on the second
+    assert any("GPU0: 25 blocks, GPU1: 23 blocks + output" in r for r in p.reasons)
+
+
+def test_uneven_cards_split_by_room(r1_14b: ModelShape) -> None:
+    p = plan_offload(r1_14b, machine(24, 8), 131072, allow_ctx_reduction=False)
+    assert p.verdict == "full_gpu" and p.tensor_split is not None and p.tensor_split[0] > p.tensor_split[1]
+    for used, total in zip(p.gpu_bytes, (24, 8), strict=True):
+        assert 0 < used <= total * GIB - device_reserve(total * GIB)
+
+
+def test_layer_assignment_replays_llama_cpp() -> None:
+    # 48 blocks, all + output on one GPU: blocks 0..47 and the output (index 48) on device 0
+    assert assign_layers(48, 49, [1.0]) == [0] * 49
+    # 10 GPU layers: the last 10 blocks; output stays on the CPU
+    where = assign_layers(48, 10, [1.0])
+    assert where[:38] == [-1] * 38 and where[38:48] == [0] * 10 and where[48] == -1
+    # two GPUs, even split: the first takes the lower half, the output goes with the last run
+    where = assign_layers(48, 49, [0.5, 0.5])
+    assert where[:25] == [0] * 25 and where[25:] == [1] * 24
+    # counts as proportions give exactly those counts
+    where = assign_layers(48, 49, [38 / 49, 11 / 49])
+    assert where.count(0) == 38 and where.count(1) == 11
 
 
 def test_apple_16gb_unified(r1_14b: ModelShape) -> None:
@@ -96,8 +131,28 @@ def test_apple_16gb_unified(r1_14b: ModelShape) -> None:
 
 def test_cpu_only_16gb(r1_14b: ModelShape) -> None:
     p = plan_offload(r1_14b, machine(ram_gib=16), 4096)
-    assert p.verdict == "cpu" and p.n_gpu_layers == 0 and p.gpu_bytes == []
+    assert p.verdict == "cpu" and p.n_gpu_layers == 0 and p.gpu_bytes == [] and p.tensor_split is None
     assert any("repacks" in r for r in p.reasons)
+    assert p.cpu_bytes == r1_14b.weights_bytes + p.kv_bytes + p.compute_bytes
+
+
+def test_repack_uses_the_types_measured_on_the_machine(r1_14b: ModelShape) -> None:
+    plain = Machine("test CPU", 8, 16, 64 * GIB, 64 * GIB, cpu_repack_types=())
+    assert not any("repacks" in r for r in plan_offload(r1_14b, plain, 4096).reasons)
+    q4k = Machine("test CPU", 8, 16, 64 * GIB, 64 * GIB, cpu_repack_types=("Q4_K",))
+    text = " ".join(plan_offload(r1_14b, q4k, 4096).reasons)
+    assert "repacks 5.97 GiB" in text  # 6108.75 MiB, what llama.cpp logged as CPU_REPACK for this shape
+
+
+def test_override_wins_and_says_what_it_costs(r1_14b: ModelShape) -> None:
+    fewer = plan_offload(r1_14b, machine(12), 8192, gpu_layers_override=20)
+    assert fewer.n_gpu_layers == 20 and fewer.verdict == "partial"
+    assert any("29 fewer than the 49 that fit" in r for r in fewer.reasons)
+    everything = plan_offload(r1_14b, machine(8), 8192, gpu_layers_override=-1)
+    assert everything.n_gpu_layers < 49
+    assert any("you asked for all GPU layers; only" in r for r in everything.reasons)
+    kept = plan_offload(r1_14b, machine(12), 32768, allow_ctx_reduction=False)
+    assert any("with a 16384-token context every layer would fit" in r for r in kept.reasons)
 
 
 def test_fits_nowhere(llama70b: ModelShape) -> None:
@@ -127,8 +182,24 @@ def test_odd_metadata_still_plans_with_assumptions(tmp_path: Path) -> None:
     p = plan_offload(shape, machine(4), 4096)
     text = " ".join(p.reasons)
     assert "derived 64" in text and "unknown architecture" in text and "mixture of experts" in text
-    assert "above what the model was trained for" in text and p.n_ctx == 2048
+    assert "more than the model was trained for" in text and p.n_ctx == 2048
     assert p.verdict == "full_gpu"
+
+
+def test_fit_badges(tmp_path: Path, r1_14b: ModelShape) -> None:
+    entry = next(e for e in Catalogue(tmp_path).entries() if e.id == "r1-distill-qwen-14b")
+    q4 = next(q for q in entry.quants if q.quant == "Q4_K_M")
+    approx = ModelShape.from_catalogue(name="x", file_size=q4.size, n_layers=48, n_embd=5120, n_kv_heads=8,
+                                       head_dim=128, n_vocab=152064, n_ctx_train=131072, params_b=14.8)
+    assert approx.weights_bytes == pytest.approx(r1_14b.weights_bytes, rel=0.08)
+    assert fit_catalogue_quant(entry, q4, machine=machine(12)).verdict == "full_gpu"
+    assert fit_catalogue_quant(entry, q4, machine=machine(8)).verdict == "partial"
+    assert fit_catalogue_quant(entry, q4, machine=machine(ram_gib=32)).verdict == "cpu"
+    assert fit_catalogue_quant(entry, q4, machine=machine(ram_gib=6)).summary == "does not fit"
+    path = write_qwen2_shape(tmp_path / "small.gguf", n_layers=4, n_embd=512, n_heads=8, n_kv=2, n_ff=1024,
+                             n_vocab=1000, n_ctx_train=4096, name="small", with_tokenizer=False)
+    fit = fit_gguf(path, machine=machine(4))
+    assert fit.verdict == "full_gpu" and fit.summary == "all on the GPU, 4k context"
 
 
 @pytest.mark.parametrize("text, value", [("12GiB", 12 * GIB), ("8GB", 8 * 10**9), ("24G", 24 * GIB),
