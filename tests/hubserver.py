@@ -1,8 +1,19 @@
 """A local stand-in for the part of the Hugging Face Hub protocol huggingface_hub uses, on 127.0.0.1 only.
 
-Serves model info (siblings with sizes and LFS sha256), search, and ``resolve`` downloads with Range support and
-the headers huggingface_hub expects. Behaviours for tests: gated / missing repos, wrong bytes, a throttle, dying
-mid-transfer; it counts the bytes it served so a test can prove a resume did not start from zero.
+What huggingface_hub (1.x) asks for, and what this server answers:
+
+- ``GET /api/models?search=…&filter=gguf&limit=…`` (``HfApi.list_models``): a JSON list of repos.
+- ``GET /api/models/{repo}[/revision/{rev}]?blobs=true`` (``HfApi.model_info(files_metadata=True)``): ``sha`` (the
+  commit), ``gated``, ``siblings`` with ``rfilename``, ``size``, ``blobId`` and, for LFS files, ``lfs.sha256``.
+- ``GET|HEAD /{repo}/resolve/{rev}/{path}``: the bytes, honouring ``Range: bytes=N-`` (206 + ``Content-Range``), with
+  ``ETag``, ``X-Repo-Commit``, ``X-Linked-Etag`` and ``X-Linked-Size`` (what ``hf_hub_download`` reads from its HEAD).
+- errors as the Hub sends them, with ``X-Error-Code`` (``RepoNotFound``, ``GatedRepo``, ``EntryNotFound``,
+  ``RevisionNotFound``) so ``hf_raise_for_status`` raises the same exception types: a missing or private repo is
+  401 RepoNotFound without a token; a gated repo's files are 401 GatedRepo without a token, 403 GatedRepo with a token
+  that has not been granted access; an unknown token is 401 "Invalid credentials in Authorization header".
+
+Behaviours for tests: wrong bytes, a throttle, dying mid-transfer, ignoring Range; it counts the bytes it served (per
+file too) so a test can prove a resume did not start from zero, and logs every request.
 """
 
 from __future__ import annotations
@@ -19,16 +30,29 @@ from urllib.parse import parse_qs, unquote, urlparse
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
+def git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 @dataclass
 class HubState:
     repos: dict[str, dict[str, bytes]] = field(default_factory=dict)
-    gated: set[str] = field(default_factory=set)
+    gated: dict[str, set[str]] = field(default_factory=dict)  # repo -> tokens granted access
+    private: dict[str, set[str]] = field(default_factory=dict)  # repo -> tokens that can see it
+    tokens: set[str] = field(default_factory=set)  # valid tokens (others: 401 invalid credentials)
+    no_lfs: set[str] = field(default_factory=set)  # file paths stored in git, not LFS (no sha256; blobId only)
     corrupt: set[str] = field(default_factory=set)  # file paths served with flipped bytes (hash stays the true one)
     rate_bps: float | None = None
     die_after: int | None = None  # close the connection after this many bytes of one response
+    ignore_range: bool = False
     served: int = 0
+    served_by_file: dict[str, int] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
+    auth_seen: list[str | None] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def sha256(self, repo: str, path: str) -> str:
+        return hashlib.sha256(self.repos[repo][path]).hexdigest()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -49,8 +73,38 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _error(self, code: int, error_code: str, message: str) -> None:
-        self._json(code, {"error": message}, {"X-Error-Code": error_code, "X-Error-Message": message})
+    def _error(self, code: int, error_code: str | None, message: str) -> None:
+        headers = {"X-Error-Message": message}
+        if error_code:
+            headers["X-Error-Code"] = error_code
+        self._json(code, {"error": message}, headers)
+
+    def _token(self) -> str | None:
+        auth = self.headers.get("Authorization", "")
+        return auth.removeprefix("Bearer ").strip() or None if auth.startswith("Bearer ") else None
+
+    def _access(self, repo: str, for_files: bool) -> bool:
+        """Answer an error and return False when the caller may not see ``repo`` (or its files)."""
+        st = self.server.state
+        token = self._token()
+        if token is not None and token not in st.tokens:
+            self._error(401, None, "Invalid credentials in Authorization header")
+            return False
+        if repo not in st.repos or (repo in st.private and token not in st.private[repo]):
+            if token is None:
+                self._error(401, "RepoNotFound", "Repository not found")
+            else:
+                self._error(404, "RepoNotFound", "Repository not found")
+            return False
+        if for_files and repo in st.gated and token not in st.gated[repo]:
+            if token is None:
+                self._error(401, "GatedRepo", f"Access to model {repo} is restricted. You must have access to it "
+                                              "and be authenticated to access it. Please log in.")
+            else:
+                self._error(403, "GatedRepo", f"Access to model {repo} is restricted and you are not in the "
+                                              "authorized list.")
+            return False
+        return True
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -61,41 +115,53 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(url.path)
         with st.lock:
             st.requests.append(f"{self.command} {self.path}")
+            st.auth_seen.append(self._token())
         if path == "/api/models":
-            q = parse_qs(url.query).get("search", [""])[0].lower()
-            self._json(200, [{"id": r, "downloads": 10, "likes": 1, "tags": ["gguf"]} for r in st.repos
-                             if q in r.lower()])
+            qs = parse_qs(url.query)
+            q = qs.get("search", [""])[0].lower()
+            limit = int(qs.get("limit", ["1000"])[0])
+            found = [{"id": r, "modelId": r, "downloads": 10, "likes": 1, "tags": ["gguf"],
+                      "gated": "manual" if r in st.gated else False, "private": False}
+                     for r in st.repos if q in r.lower() and r not in st.private]
+            self._json(200, found[:limit])
             return
-        m = re.match(r"^/api/models/([^/]+/[^/]+)(?:/revision/[^/]+)?$", path)
+        m = re.match(r"^/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?$", path)
         if m:
-            repo = m.group(1)
-            if repo in st.gated:
-                self._error(401, "GatedRepo", "Access to this repo is restricted")
-            elif repo not in st.repos:
-                self._error(404, "RepoNotFound", "Repository not found")
-            else:
-                siblings = [{"rfilename": name, "size": len(data),
-                             "lfs": {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
-                                     "pointerSize": 134}} for name, data in st.repos[repo].items()]
-                self._json(200, {"id": repo, "modelId": repo, "sha": COMMIT, "private": False, "gated": False,
-                                 "tags": ["gguf"], "siblings": siblings, "downloads": 10, "likes": 1})
+            repo, rev = m.groups()
+            if not self._access(repo, for_files=False):
+                return
+            if rev not in (None, "main", COMMIT):
+                self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+                return
+            siblings = []
+            for name, data in st.repos[repo].items():
+                s: dict[str, object] = {"rfilename": name, "size": len(data), "blobId": git_blob_id(data)}
+                if name not in st.no_lfs:
+                    s["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                siblings.append(s)
+            self._json(200, {"id": repo, "modelId": repo, "sha": COMMIT, "private": repo in st.private,
+                             "gated": "manual" if repo in st.gated else False, "disabled": False,
+                             "tags": ["gguf"], "siblings": siblings, "downloads": 10, "likes": 1})
             return
         m = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
         if not m:
-            self._error(404, "EntryNotFound", "not found")
+            self._error(404, None, "not found")
             return
-        repo, _rev, fname = m.groups()
-        if repo in st.gated:
-            self._error(403, "GatedRepo", "Access to this repo is restricted")
+        repo, rev, fname = m.groups()
+        if not self._access(repo, for_files=True):
             return
-        data = st.repos.get(repo, {}).get(fname)
+        if rev not in ("main", COMMIT):
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+            return
+        data = st.repos[repo].get(fname)
         if data is None:
-            self._error(404, "EntryNotFound" if repo in st.repos else "RepoNotFound", "Entry not found")
+            self._error(404, "EntryNotFound", f"{fname} does not exist on \"{rev}\"")
             return
+        true_sha = hashlib.sha256(data).hexdigest()
         if fname in st.corrupt:
             data = bytes(b ^ 0xFF for b in data[:64]) + data[64:]
         start, end = 0, len(data) - 1
-        rng = self.headers.get("Range")
+        rng = None if st.ignore_range else self.headers.get("Range")
         if rng:
             rm = re.match(r"bytes=(\d+)-(\d*)", rng)
             if rm:
@@ -108,19 +174,25 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         chunk = data[start:end + 1]
-        etag = hashlib.sha256(data).hexdigest()
+        etag = true_sha if fname not in st.no_lfs else git_blob_id(data)
         self.send_response(206 if rng else 200)
+        self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(chunk)))
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("ETag", f'"{etag}"')
-        self.send_header("X-Linked-Etag", f'"{etag}"')
-        self.send_header("X-Linked-Size", str(len(data)))
         self.send_header("X-Repo-Commit", COMMIT)
+        if fname not in st.no_lfs:
+            self.send_header("X-Linked-Etag", f'"{etag}"')
+            self.send_header("X-Linked-Size", str(len(data)))
         if rng:
             self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
         self.end_headers()
         if self.command == "HEAD":
             return
+        self._send_body(fname, chunk)
+
+    def _send_body(self, fname: str, chunk: bytes) -> None:
+        st = self.server.state
         sent = 0
         step = 64 * 1024
         t0 = time.monotonic()
@@ -135,28 +207,39 @@ class _Handler(BaseHTTPRequestHandler):
                 sent += len(block)
                 with st.lock:
                     st.served += len(block)
+                    st.served_by_file[fname] = st.served_by_file.get(fname, 0) + len(block)
                 if st.rate_bps:
                     ahead = sent / st.rate_bps - (time.monotonic() - t0)
                     if ahead > 0:
                         time.sleep(ahead)
-        except (BrokenPipeError, ConnectionResetError):
+                if self.server.stopping:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+        except (BrokenPipeError, ConnectionResetError, OSError):
             return
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, state: HubState) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, state: HubState, port: int = 0) -> None:
+        self.allow_reuse_address = True
+        super().__init__(("127.0.0.1", port), _Handler)
         self.state = state
+        self.stopping = False
 
 
 class FakeHub:
-    def __init__(self, state: HubState | None = None) -> None:
+    """``with FakeHub(state) as hub:`` serves on ``hub.url`` until the block ends (or :meth:`stop`)."""
+
+    def __init__(self, state: HubState | None = None, port: int = 0) -> None:
         self.state = state or HubState()
-        self._server = _Server(self.state)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._server = _Server(self.state, port)
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._stopped = False
 
     def __enter__(self) -> FakeHub:
         self._thread.start()
@@ -166,5 +249,10 @@ class FakeHub:
         self.stop()
 
     def stop(self) -> None:
+        """Stop listening and cut every transfer in progress (the server disappears)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.stopping = True
         self._server.shutdown()
         self._server.server_close()

@@ -1,7 +1,14 @@
-"""The catalogue of distilled checkpoints: shipped as data (resources/catalogue.json), works offline.
+"""The catalogue of distilled checkpoints: shipped as data (``resources/catalogue.json``), works offline.
 
-"Refresh from Hugging Face" asks the Hub for each entry's file list, exact sizes and sha256 and keeps the result as
-a cached copy in the cache folder, which then takes precedence over the shipped file.
+"Refresh from Hugging Face" asks the Hub (through huggingface_hub) for each entry's file list, exact sizes, sha256
+and commit, and keeps the result as a cached copy in the cache folder, which then takes precedence over the shipped
+file. Without a refresh, sizes are the publishers' at the time of writing and a download fetches the exact values
+(and the hashes it verifies against) from the Hub before it starts.
+
+A quant is one file or, for a split model, all its parts::
+
+    "quants": {"Q4_K_M": {"file": "X-Q4_K_M.gguf", "size": 4683073888},
+               "Q8_0": {"files": [{"file": "X-Q8_0/X-Q8_0-00001-of-00002.gguf", "size": …}, …]}}
 """
 
 from __future__ import annotations
@@ -16,7 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localchat.core.models.hub import RemoteFile, RemoteModel
+from localchat.errors import DownloadError
+
 log = logging.getLogger(__name__)
+SHAPE_KEYS = ("n_layers", "n_embd", "n_kv_heads", "head_dim", "n_vocab")
 
 
 def shipped_catalogue() -> Path:
@@ -26,10 +37,27 @@ def shipped_catalogue() -> Path:
 
 @dataclass
 class CatalogueQuant:
+    """One quantisation of a catalogue model: a single file or all parts of a split one."""
+
     quant: str
-    file: str
-    size: int
-    sha256: str | None = None
+    files: list[RemoteFile]
+    missing: bool = False  # the last refresh did not find it on the Hub
+
+    @property
+    def file(self) -> str:
+        return self.files[0].path
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def sha256(self) -> str | None:
+        return self.files[0].sha256
+
+    @property
+    def verified(self) -> bool:
+        return all(f.sha256 for f in self.files)
 
 
 @dataclass
@@ -43,16 +71,66 @@ class CatalogueEntry:
     sampling: dict[str, float]
     reasoning: bool
     shape: dict[str, int]
+    family: str = ""
+    params_b: float | None = None
+    revision: str | None = None  # the commit of the last refresh
     quants: list[CatalogueQuant] = field(default_factory=list)
+
+    def quant(self, name: str) -> CatalogueQuant | None:
+        return next((q for q in self.quants if q.quant.upper() == name.upper()), None)
+
+    def remote(self, quant: CatalogueQuant) -> RemoteModel:
+        """The download for ``quant``; pinned to the refreshed commit when the refresh gave every hash."""
+        name = quant.file.rsplit("/", 1)[-1]
+        if len(quant.files) > 1:
+            from localchat.core.models.hub import SPLIT_RE
+
+            m = SPLIT_RE.match(quant.file)
+            name = (m.group("stem") if m else quant.file).rsplit("/", 1)[-1]
+        revision = self.revision if quant.verified else None
+        return RemoteModel(self.repo, name, quant.quant, [RemoteFile(f.path, f.size, f.sha256) for f in quant.files],
+                           revision)
+
+    def library_extra(self) -> dict[str, Any]:
+        """What a model downloaded from this entry remembers of it (recommended sampling and context)."""
+        return {"catalogue_id": self.id, "sampling": dict(self.sampling), "recommended_context": self.context,
+                "reasoning": self.reasoning}
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "repo": self.repo, "license": self.license,
                 "description": self.description, "context": self.context, "sampling": self.sampling,
-                "reasoning": self.reasoning,
-                "quants": [{"quant": q.quant, "file": q.file, "size": q.size, "sha256": q.sha256} for q in self.quants]}
+                "reasoning": self.reasoning, "family": self.family, "params_b": self.params_b,
+                "revision": self.revision,
+                "quants": [{"quant": q.quant, "size": q.size, "missing": q.missing,
+                            "files": [f.to_dict() for f in q.files]} for q in self.quants]}
+
+
+def _quant(name: str, raw: dict[str, Any]) -> CatalogueQuant:
+    parts = raw.get("files", [raw])
+    return CatalogueQuant(name, [RemoteFile(str(p["file"]), int(p["size"]), p.get("sha256")) for p in parts],
+                          bool(raw.get("missing")))
+
+
+def _entry(m: dict[str, Any]) -> CatalogueEntry:
+    return CatalogueEntry(
+        id=m["id"], title=m["title"], repo=m["repo"], license=m.get("license", "?"),
+        description=m.get("description", ""), context=int(m.get("context", 4096)),
+        sampling={k: float(v) for k, v in m.get("sampling", {}).items()}, reasoning=bool(m.get("reasoning")),
+        shape={k: int(m[k]) for k in SHAPE_KEYS if k in m}, family=m.get("family", ""),
+        params_b=float(m["params_b"]) if "params_b" in m else None, revision=m.get("revision"),
+        quants=[_quant(q, v) for q, v in m.get("quants", {}).items()])
+
+
+@dataclass
+class RefreshReport:
+    updated_files: int
+    repos_ok: list[str]
+    failed: dict[str, str]  # repo -> why
 
 
 class Catalogue:
+    """The catalogue: the cached copy (after a refresh) or the shipped one."""
+
     def __init__(self, cache_dir: Path) -> None:
         self.cached = Path(cache_dir) / "catalogue.json"
 
@@ -60,49 +138,82 @@ class Catalogue:
         for path in (self.cached, shipped_catalogue()):
             try:
                 data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+                [_entry(m) for m in data.get("models", [])]  # a copy that does not parse is skipped whole
                 return data
             except FileNotFoundError:
                 continue
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.warning("catalogue %s unreadable (%s); trying the next copy", path, exc)
         return {"models": []}
 
     @property
     def refreshed(self) -> float | None:
+        """When the catalogue was last refreshed from the Hub (None: the shipped copy)."""
         return float(self._raw().get("refreshed", 0)) or None
 
     def entries(self) -> list[CatalogueEntry]:
-        out = []
-        for m in self._raw().get("models", []):
-            out.append(CatalogueEntry(
-                id=m["id"], title=m["title"], repo=m["repo"], license=m.get("license", "?"),
-                description=m.get("description", ""), context=int(m.get("context", 4096)),
-                sampling=dict(m.get("sampling", {})), reasoning=bool(m.get("reasoning")),
-                shape={k: int(m[k]) for k in ("n_layers", "n_embd", "n_kv_heads", "head_dim", "n_vocab") if k in m},
-                quants=[CatalogueQuant(q, v["file"], int(v["size"]), v.get("sha256"))
-                        for q, v in m.get("quants", {}).items()]))
-        return out
+        return [_entry(m) for m in self._raw().get("models", [])]
 
     def get(self, entry_id: str) -> CatalogueEntry | None:
         return next((e for e in self.entries() if e.id == entry_id), None)
 
-    def refresh(self, endpoint: str | None = None) -> int:
-        """Update sizes and sha256 of every listed quant from the Hub; returns how many files were updated."""
+    def find(self, repo: str, file: str) -> tuple[CatalogueEntry, CatalogueQuant] | None:
+        """The entry and quant a Hub file belongs to, if the catalogue lists it."""
+        for e in self.entries():
+            if e.repo.lower() == repo.lower():
+                for q in e.quants:
+                    if any(f.path == file or f.path.rsplit("/", 1)[-1] == file for f in q.files):
+                        return e, q
+        return None
+
+    def search(self, query: str) -> list[CatalogueEntry]:
+        """Entries whose id, title, repo, family or description contain every word of ``query`` (offline)."""
+        words = query.lower().split()
+        return [e for e in self.entries()
+                if all(w in f"{e.id} {e.title} {e.repo} {e.family} {e.description}".lower() for w in words)]
+
+    def refresh(self, endpoint: str | None = None) -> RefreshReport:
+        """Update every entry's files, sizes, sha256 and commit from the Hub into the cached copy.
+
+        A repo that fails (renamed, gated, a dropped connection) keeps what the catalogue had and is reported;
+        when every repo fails for the same reason (offline mode, no network) that error is raised.
+        """
         from localchat.core.models.hub import repo_models
 
         raw = self._raw()
-        updated = 0
+        updated, ok, failed = 0, [], {}
+        errors: list[DownloadError] = []
         for m in raw.get("models", []):
-            remote = {r.name: r for r in repo_models(m["repo"], endpoint=endpoint)}
+            try:
+                remote = repo_models(m["repo"], endpoint=endpoint)
+            except DownloadError as exc:
+                failed[m["repo"]] = str(exc)
+                errors.append(exc)
+                continue
+            ok.append(m["repo"])
+            by_path = {f.path: (r, f) for r in remote for f in r.files}
             for q in m.get("quants", {}).values():
-                r = remote.get(q["file"])
-                if r is not None and r.files:
-                    q["size"], q["sha256"] = r.size, r.files[0].sha256
-                    updated += 1
+                parts = q.get("files", [q])
+                found = [by_path.get(p["file"]) for p in parts]
+                q["missing"] = any(x is None for x in found)
+                for p, hit in zip(parts, found, strict=True):
+                    if hit is not None:
+                        r, f = hit
+                        p["size"], p["sha256"] = f.size, f.sha256
+                        m["revision"] = r.revision
+                        updated += 1
+                if "files" in q:
+                    q["size"] = sum(int(p["size"]) for p in parts)
+        if not ok and errors and len({str(e) for e in errors}) == 1:
+            raise errors[0]
         raw["refreshed"] = time.time()
         self.cached.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.cached.parent, prefix=".catalogue-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(raw, fh, indent=1)
-        os.replace(tmp, self.cached)
-        return updated
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(raw, fh, indent=1)
+            os.replace(tmp, self.cached)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return RefreshReport(updated, ok, failed)

@@ -12,11 +12,11 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from localchat.errors import LocalChatError, ModelNotFound
+from localchat.errors import InvalidModelFile, LocalChatError, ModelNotFound
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,23 @@ class LibraryEntry:
     def file(self) -> Path:
         return Path(self.path)
 
+    @property
+    def files(self) -> list[Path]:
+        """Every file of the model (all parts of a split one)."""
+        return [Path(p) for p in (self.parts or [self.path])]
+
+    @property
+    def present(self) -> bool:
+        return all(p.is_file() for p in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "present": self.present}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LibraryEntry:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})  # a newer version's extra keys are ignored
+
 
 class Library:
     """Installed models, persisted at ``library_file``."""
@@ -57,7 +74,7 @@ class Library:
     def _read(self) -> dict[str, LibraryEntry]:
         try:
             raw = json.loads(self.library_file.read_text(encoding="utf-8"))
-            return {e["name"]: LibraryEntry(**e) for e in raw.get("models", [])}
+            return {e["name"]: LibraryEntry.from_dict(e) for e in raw.get("models", [])}
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -134,10 +151,37 @@ def ensure_starter_registered(library: Library, cache_dir: Path) -> LibraryEntry
                                          extra={"quant": "Q4_1", "architecture": "llama"}))
 
 
+def _split_parts(first: Path) -> list[Path]:
+    """All parts of a split model from its first part (``x-00001-of-00003.gguf``); a lone file is one part."""
+    from localchat.core.models.hub import SPLIT_RE
+
+    m = SPLIT_RE.match(first.name)
+    if m is None:
+        return [first]
+    total = int(m.group("total"))
+    if int(m.group("part")) != 1:
+        raise InvalidModelFile(f"{first.name} is part {int(m.group('part'))} of a split model: import its first part "
+                               f"({m.group('stem')}-00001-of-{total:05d}.gguf)")
+    parts = [first.with_name(f"{m.group('stem')}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]
+    missing = [p.name for p in parts if not p.is_file()]
+    if missing:
+        raise InvalidModelFile(f"{first.name} is split in {total} parts and {', '.join(missing)} "
+                               f"{'is' if len(missing) == 1 else 'are'} missing next to it")
+    return parts
+
+
 def import_file(library: Library, path: str | os.PathLike[str], models_dir: Path, *, name: str | None = None,
                 in_place: bool = False) -> LibraryEntry:
-    """Add a local .gguf: validated first (a corrupt file is refused and nothing is copied), then copied into the
-    models folder (atomically, via a temporary name) or registered where it is."""
+    """Add a local .gguf (a split model by its first part: all parts come along).
+
+    It is validated first (a corrupt file is refused and nothing is copied), then copied into the models folder
+    (atomically, via a temporary name) or registered where it is.
+
+    Raises:
+        InvalidModelFile: not a readable GGUF, or a split model with parts missing.
+        LocalChatError: the name is taken, or the file is already in the library.
+        DownloadError: not enough disk space for the copy.
+    """
     import shutil
 
     from localchat.core.chat.history import is_r1_distill
@@ -145,30 +189,43 @@ def import_file(library: Library, path: str | os.PathLike[str], models_dir: Path
 
     src = Path(path).expanduser().resolve()
     info = read_gguf(src)
+    sources = _split_parts(src)
     name = name or slug(src.name)
     if library.get(name) is not None:
         raise LocalChatError(f"a model named {name!r} is already installed; pick another --name")
-    target = src
+    already = next((e for e in library.entries() if Path(e.path).resolve() == src), None)
+    if already is not None:
+        raise LocalChatError(f"{src.name} is already in the library as {already.name!r}")
+    targets = sources
     if not in_place:
         models_dir.mkdir(parents=True, exist_ok=True)
-        target = models_dir / src.name
-        if target.exists():
-            raise LocalChatError(f"{target} already exists in the models folder")
-        if shutil.disk_usage(models_dir).free < src.stat().st_size + 64 * 1024 * 1024:
+        targets = [models_dir / p.name for p in sources]
+        clash = [t for t in targets if t.exists()]
+        if clash:
+            raise LocalChatError(f"{clash[0]} already exists in the models folder")
+        need = sum(p.stat().st_size for p in sources)
+        if shutil.disk_usage(models_dir).free < need + 64 * 1024 * 1024:
             from localchat.errors import DownloadError
 
-            raise DownloadError(f"not enough disk space in {models_dir} to copy {src.name}")
-        tmp = target.with_name(target.name + ".importing")
+            raise DownloadError(f"not enough disk space in {models_dir} to copy {src.name} ({need / 1e9:.2f} GB)")
+        done: list[Path] = []
         try:
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, target)
+            for s_, t in zip(sources, targets, strict=True):
+                tmp = t.with_name(t.name + ".importing")
+                shutil.copyfile(s_, tmp)
+                os.replace(tmp, t)
+                done.append(t)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            for t in targets:
+                t.with_name(t.name + ".importing").unlink(missing_ok=True)
+            for t in done:
+                t.unlink(missing_ok=True)
             raise
     return library.register(LibraryEntry(
-        name=name, path=str(target), size=target.stat().st_size, source="import", in_place=in_place,
-        extra={"quant": info.quantisation, "architecture": info.architecture,
-               "r1_distill": is_r1_distill(f"{name} {info.name}", info.chat_template)}))
+        name=name, path=str(targets[0]), size=sum(t.stat().st_size for t in targets), source="import",
+        in_place=in_place, parts=[str(t) for t in targets] if len(targets) > 1 else [],
+        extra={"quant": info.quantisation, "architecture": info.architecture, "context_length": info.context_length,
+               "n_params": info.n_params, "r1_distill": is_r1_distill(f"{name} {info.name}", info.chat_template)}))
 
 
 def remove_model(library: Library, name: str) -> tuple[LibraryEntry, list[Path]]:
@@ -176,8 +233,11 @@ def remove_model(library: Library, name: str) -> tuple[LibraryEntry, list[Path]]
     entry = library.unregister(name)
     deleted: list[Path] = []
     if not entry.in_place:
-        for p in [Path(x) for x in (entry.parts or [entry.path])]:
+        for p in entry.files:
             if p.is_file():
                 p.unlink()
                 deleted.append(p)
+        folder = entry.file.parent
+        if deleted and folder.parent == library.models_dir and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # the repo folder a download made, now empty
     return entry, deleted

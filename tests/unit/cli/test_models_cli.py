@@ -1,4 +1,4 @@
-"""`localchat models …` as a user runs it, against a local Hub for search."""
+"""`localchat models …` as a user runs it (a subprocess), against a local Hub for search and pull."""
 
 from __future__ import annotations
 
@@ -12,35 +12,56 @@ import pytest
 from hubserver import FakeHub, HubState
 
 REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
+CAT_REPO = "bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF"
+CAT_FILE = "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf"
 
 
 def localchat(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
     e = dict(os.environ, LOCALCHAT_HOME=str(home), **env)
+    e.pop("LOCALCHAT_USER_OFFLINE", None)
     return subprocess.run([sys.executable, "-m", "localchat", *args], capture_output=True, text=True, env=e,
-                          timeout=120)
+                          timeout=180)
+
+
+def one_json(r: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]
+    assert r.returncode == 0, r.stderr
+    d: dict = json.loads(r.stdout)  # type: ignore[type-arg]  # exactly one object: json.loads refuses trailing text
+    return d
 
 
 def test_list_info(isolated_home: Path, starter_model: Path) -> None:
-    d = json.loads(localchat("models", "list", "--json", home=isolated_home).stdout)
-    assert [m["name"] for m in d["models"]] == ["smollm2-135m"]
-    info = localchat("models", "info", "smollm2-135m", "--json", home=isolated_home)
-    assert info.returncode == 0, info.stderr
-    i = json.loads(info.stdout)
+    d = one_json(localchat("models", "list", "--json", home=isolated_home))
+    assert [m["name"] for m in d["models"]] == ["smollm2-135m"] and d["unfinished_downloads"] == []
+    assert d["models"][0]["present"] is True and d["models"][0]["quant"] == "Q4_1"
+    i = one_json(localchat("models", "info", "smollm2-135m", "--json", home=isolated_home))
     assert i["architecture"] == "llama" and i["n_layers"] == 30 and i["r1_distill"] is False
+    assert i["library"]["source"] == "starter"
+    text = localchat("models", "list", home=isolated_home)
+    assert "smollm2-135m" in text.stdout and "starter" in text.stdout
+
+
+def test_catalogue_list_and_info_offline(isolated_home: Path) -> None:
+    d = one_json(localchat("models", "list", "--catalogue", "--json", home=isolated_home, HF_HUB_OFFLINE="1"))
+    ids = {c["id"] for c in d["catalogue"]}
+    assert {"r1-distill-qwen-1.5b", "r1-distill-qwen-14b", "r1-distill-llama-70b"} <= ids and d["refreshed"] is None
+    info = one_json(localchat("models", "info", "r1-distill-qwen-14b", "--json", home=isolated_home,
+                              HF_HUB_OFFLINE="1"))
+    assert info["catalogue"]["repo"] == "bartowski/DeepSeek-R1-Distill-Qwen-14B-GGUF"
+    text = localchat("models", "list", "--catalogue", home=isolated_home, HF_HUB_OFFLINE="1")
+    assert "DeepSeek-R1-Distill-Llama-70B" in text.stdout and "(2 parts)" in text.stdout
 
 
 def test_import_copy_and_in_place_then_rm(isolated_home: Path, starter_model: Path, tmp_path: Path) -> None:
     src = tmp_path / "My-Model.Q4_1.gguf"
     src.write_bytes(starter_model.read_bytes())
-    r = localchat("models", "import", str(src), "--json", home=isolated_home)
-    assert r.returncode == 0, r.stderr
-    m = json.loads(r.stdout)["model"]
+    m = one_json(localchat("models", "import", str(src), "--json", home=isolated_home))["model"]
     assert m["name"] == "my-model.q4_1" and Path(m["path"]).parent == isolated_home / "models"
-    r2 = localchat("models", "import", str(src), "--name", "kept-here", "--in-place", "--json", home=isolated_home)
-    assert json.loads(r2.stdout)["model"]["path"] == str(src)
-    rm = json.loads(localchat("models", "rm", "my-model.q4_1", "--json", home=isolated_home).stdout)
+    r2 = one_json(localchat("models", "import", str(src), "--name", "kept-here", "--in-place", "--json",
+                            home=isolated_home))
+    assert r2["model"]["path"] == str(src)
+    rm = one_json(localchat("models", "rm", "my-model.q4_1", "--json", home=isolated_home))
     assert rm["deleted_files"] == [m["path"]] and not Path(m["path"]).exists()
-    rm2 = json.loads(localchat("models", "rm", "kept-here", "--json", home=isolated_home).stdout)
+    rm2 = one_json(localchat("models", "rm", "kept-here", "--json", home=isolated_home))
     assert rm2["deleted_files"] == [] and src.exists()  # registered in place: the user's file stays
 
 
@@ -49,44 +70,101 @@ def test_import_bad_file_copies_nothing(isolated_home: Path, tmp_path: Path) -> 
     bad.write_text("not a model")
     r = localchat("models", "import", str(bad), "--json", home=isolated_home)
     assert r.returncode == 1 and r.stdout == "" and "not a GGUF model" in r.stderr
-    assert not list((isolated_home / "models").glob("*")) if (isolated_home / "models").exists() else True
+    models = isolated_home / "models"
+    assert not models.exists() or not any(models.iterdir())
 
 
-def test_rm_unknown(isolated_home: Path) -> None:
-    r = localchat("models", "rm", "nope", home=isolated_home)
-    assert r.returncode == 1 and "no model named 'nope'" in r.stderr
+def test_rm_and_info_unknown(isolated_home: Path) -> None:
+    r = localchat("models", "rm", "nope", "--json", home=isolated_home)
+    assert r.returncode == 1 and r.stdout == "" and "no model named 'nope'" in r.stderr
+    r = localchat("models", "info", "nope", "--json", home=isolated_home)
+    assert r.returncode == 1 and r.stdout == "" and "no model named 'nope'" in r.stderr
+
+
+def test_pull_with_progress_bar_then_list_and_info(isolated_home: Path, starter_model: Path) -> None:
+    data = starter_model.read_bytes()
+    state = HubState(repos={REPO: {"SmolLM2-135M-Instruct-Q4_1.gguf": data, "SmolLM2-135M-Instruct-Q8_0.gguf": data}},
+                     rate_bps=150e6)
+    with FakeHub(state) as hub:
+        r = localchat("models", "pull", REPO, "--quant", "q4_1", home=isolated_home, HF_ENDPOINT=hub.url,
+                      HF_HUB_OFFLINE="0")
+    assert r.returncode == 0, r.stderr
+    assert "Pulling SmolLM2-135M-Instruct-Q4_1.gguf" in r.stderr and "100.0%" in r.stderr and "MB/s" in r.stderr
+    assert "Installed as smollm2-135m-instruct-q4_1" in r.stderr and "sha256 verified" in r.stderr
+    d = one_json(localchat("models", "list", "--json", home=isolated_home))
+    pulled = next(m for m in d["models"] if m["name"] == "smollm2-135m-instruct-q4_1")
+    assert pulled["source"] == f"huggingface:{REPO}" and pulled["sha256"] and pulled["present"]
+    i = one_json(localchat("models", "info", "smollm2-135m-instruct-q4_1", "--json", home=isolated_home))
+    assert i["path"] == pulled["path"] and i["n_layers"] == 30
+
+
+def test_pull_by_catalogue_id_keeps_its_recommendations(isolated_home: Path, starter_model: Path) -> None:
+    """`pull r1-distill-qwen-1.5b` resolves the repo and the first quant from the catalogue (the Hub here serves the
+    starter's bytes under that file name)."""
+    state = HubState(repos={CAT_REPO: {CAT_FILE: starter_model.read_bytes()}})
+    with FakeHub(state) as hub:
+        d = one_json(localchat("models", "pull", "r1-distill-qwen-1.5b", "--json", home=isolated_home,
+                               HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0"))
+    m = d["model"]
+    assert m["catalogue_id"] == "r1-distill-qwen-1.5b" and m["sampling"] == {"temperature": 0.6, "top_p": 0.95}
+    assert m["r1_distill"] is True and m["name"] == "deepseek-r1-distill-qwen-1.5b-q4_k_m"  # recognised by its repo
+    assert d["bytes_fetched"] == starter_model.stat().st_size
+
+
+@pytest.mark.parametrize("repo, env, message", [
+    ("test-org/missing", {}, "not found on Hugging Face"),
+    ("test-org/gated", {}, "is gated: accept its terms"),
+    ("test-org/gated", {"HF_TOKEN": "hf_someone"}, "no access yet"),
+    ("nonsense", {}, "neither a Hugging Face repo"),
+])
+def test_pull_errors_are_clear(isolated_home: Path, repo: str, env: dict[str, str], message: str) -> None:
+    state = HubState(repos={"test-org/gated": {"g-Q4_0.gguf": b"GGUF" + b"\0" * 100}},
+                     gated={"test-org/gated": set()}, tokens={"hf_someone"})
+    with FakeHub(state) as hub:
+        r = localchat("models", "pull", repo, "--json", home=isolated_home, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0",
+                      **env)
+    assert r.returncode != 0 and r.stdout == "" and message in r.stderr
+    assert not list((isolated_home / "models").rglob("*.gguf")) if (isolated_home / "models").exists() else True
 
 
 def test_search_then_offline_uses_cache_and_pull_refused(isolated_home: Path, starter_model: Path) -> None:
     state = HubState(repos={REPO: {"SmolLM2-135M-Instruct-Q4_1.gguf": b"GGUF" + b"\0" * 100}})
     with FakeHub(state) as hub:
-        online = localchat("models", "search", "smollm2", "--json", home=isolated_home, HF_ENDPOINT=hub.url,
-                           HF_HUB_OFFLINE="0")
-        assert online.returncode == 0, online.stderr
-        assert json.loads(online.stdout)["results"][0]["repo"] == REPO
-        files = localchat("models", "search", REPO, "--files", "--json", home=isolated_home, HF_ENDPOINT=hub.url,
-                          HF_HUB_OFFLINE="0")
-        assert json.loads(files.stdout)["results"][0]["quant"] == "Q4_1"
+        online = one_json(localchat("models", "search", "smollm2", "--json", home=isolated_home, HF_ENDPOINT=hub.url,
+                                    HF_HUB_OFFLINE="0"))
+        assert online["results"][0]["repo"] == REPO and online["cached"] is False
+        files = one_json(localchat("models", "search", REPO, "--files", "--json", home=isolated_home,
+                                   HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0"))
+        assert files["results"][0]["quant"] == "Q4_1" and files["results"][0]["files"][0]["sha256"]
         requests_before = len(state.requests)
-        offline = localchat("models", "search", "smollm2", "--json", home=isolated_home, HF_ENDPOINT=hub.url,
-                            HF_HUB_OFFLINE="1")
-        assert offline.returncode == 0, offline.stderr
-        d = json.loads(offline.stdout)
+        d = one_json(localchat("models", "search", "smollm2", "--json", home=isolated_home, HF_ENDPOINT=hub.url,
+                               HF_HUB_OFFLINE="1"))
         assert d["cached"] is True and d["results"][0]["repo"] == REPO and "offline mode is on" in d["note"]
+        f2 = one_json(localchat("models", "search", REPO, "--files", "--json", home=isolated_home,
+                                HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="1"))
+        assert f2["cached"] is True and f2["results"] == files["results"]
+        # the catalogue answers offline too
+        cat = one_json(localchat("models", "search", "qwen 14b", "--json", home=isolated_home, HF_ENDPOINT=hub.url,
+                                 HF_HUB_OFFLINE="1"))
+        assert [c["id"] for c in cat["catalogue"]] == ["r1-distill-qwen-14b"] and cat["results"] == []
         pull = localchat("models", "pull", REPO, "--json", home=isolated_home, HF_ENDPOINT=hub.url,
                          HF_HUB_OFFLINE="1")
         assert pull.returncode == 1 and pull.stdout == "" and "offline mode is on" in pull.stderr
-        never = localchat("models", "search", "other", "--json", home=isolated_home, HF_ENDPOINT=hub.url,
+        never = localchat("models", "search", "zzz-unknown", "--json", home=isolated_home, HF_ENDPOINT=hub.url,
                           HF_HUB_OFFLINE="1")
-        assert never.returncode == 1 and "offline" in never.stderr
+        assert never.returncode == 1 and never.stdout == "" and "offline" in never.stderr
         assert len(state.requests) == requests_before  # offline means not one request
-        listing = localchat("models", "list", "--json", home=isolated_home, HF_HUB_OFFLINE="1")
-        assert listing.returncode == 0
+        listing = one_json(localchat("models", "list", "--json", home=isolated_home, HF_HUB_OFFLINE="1"))
+        assert listing["models"]
+        info = one_json(localchat("models", "info", "smollm2-135m", "--json", home=isolated_home, HF_HUB_OFFLINE="1"))
+        assert info["architecture"] == "llama"
 
 
-@pytest.mark.parametrize("args, message", [(["pull", REPO, "--quant", "Q9_9"], "say which file")])
-def test_pull_needs_a_choice(isolated_home: Path, args: list[str], message: str) -> None:
+def test_pull_needs_a_choice(isolated_home: Path) -> None:
     state = HubState(repos={REPO: {"a-Q4_0.gguf": b"x", "b-Q8_0.gguf": b"y"}})
     with FakeHub(state) as hub:
-        r = localchat("models", *args, home=isolated_home, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0")
-    assert r.returncode == 2 and message in r.stderr
+        r = localchat("models", "pull", REPO, "--quant", "Q9_9", "--json", home=isolated_home, HF_ENDPOINT=hub.url,
+                      HF_HUB_OFFLINE="0")
+        r2 = localchat("models", "pull", REPO, home=isolated_home, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0")
+    assert r.returncode == 2 and r.stdout == "" and "no quant 'Q9_9'" in r.stderr and "a-Q4_0.gguf (Q4_0" in r.stderr
+    assert r2.returncode == 2 and "say which file to pull" in r2.stderr
