@@ -3,11 +3,14 @@
 Bytes go to ``<file>.part`` next to the final file, and a small manifest (``.<model>.download.json``) records what
 is being fetched (repo, commit, sizes, hashes). A later run — after a pause, a closed lid, a killed process, a dropped
 connection or a full disk, also after an app restart — asks for the rest with an HTTP Range request instead of
-starting over; a partial file from another version of the file (the manifest's hash differs) is discarded. The
-sha256 from the Hub's LFS metadata is computed while writing and checked *before* the file takes its final name and
-the model is registered; a mismatch removes the partial file. Downloads are the app's only network activity and
-happen only when the user starts one: they run inside :func:`~localchat.core.models.hub.hub_scope`, labelled
-"download" for the audit log.
+starting over; a partial file from another version of the file (the manifest's hash differs) is discarded.
+
+One download per file at a time, across processes: each file is locked (``.<file>.lock``, gone when released) for the
+whole run, and a second download of it is refused with the holder's pid. A file the Hub gives no checksum for is
+refused before any byte is fetched. Once complete, the ``.part`` file itself is hashed (sha256 from the Hub's LFS
+metadata, or the git blob id) and it is exactly that file that takes the final name, atomically, before the model is
+registered; a mismatch removes it. Downloads are the app's only network activity and happen only when the user starts
+one: they run inside :func:`~localchat.core.models.hub.hub_scope`, labelled "download" for the audit log.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from localchat.core.models.hub import RemoteFile, RemoteModel, hub_error, hub_scope, repo_models, user_token
-from localchat.core.models.library import Library, LibraryEntry, slug
+from localchat.core.models.library import Library, LibraryEntry, check_name, slug
 from localchat.errors import DownloadError, InvalidModelFile
+from localchat.fsutil import FileLock, LockBusy
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -107,6 +112,14 @@ def _part_size(target: Path) -> int:
     return part.stat().st_size if part.exists() else 0
 
 
+def _lock_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.lock")
+
+
+def _listed(items: list[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
 class DownloadJob:
     """Download every file of ``model`` into ``dest_dir/<repo>/``.
 
@@ -163,8 +176,31 @@ class DownloadJob:
     def manifest(self) -> Path:
         return _manifest_path(self.folder, self.model)
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold every file's download lock, or raise DownloadError naming the process that has one."""
+        with ExitStack() as stack:
+            for _f, target in self.targets():
+                try:
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    stack.enter_context(FileLock(_lock_path(target), timeout=0, transient=True))
+                except LockBusy as busy:
+                    who = ("this process" if busy.pid == os.getpid() else f"process {busy.pid}" if busy.pid
+                           else "another process")
+                    raise DownloadError(f"{target.name} is already being downloaded by {who}; wait for that "
+                                        f"download to finish, or stop it first") from None
+                except OSError as exc:
+                    raise DownloadError(f"cannot lock {target} for the download: {exc.strerror or exc}") from exc
+            yield
+
     def discard(self) -> None:
-        """Remove this model's partial files, the parts already complete but not registered, and the manifest."""
+        """Remove this model's partial files, the parts already complete but not registered, and the manifest.
+
+        Raises DownloadError (and removes nothing) while another job or process is downloading the model."""
+        with self._exclusive():
+            self._discard()
+
+    def _discard(self) -> None:
         for _f, target in self.targets():
             _part(target).unlink(missing_ok=True)
             if self.manifest.exists():
@@ -195,22 +231,28 @@ class DownloadJob:
                 hash mismatch; the message says what to do.
         """
         self.targets()  # refuse unsafe names before any request
-        try:
-            paths = self._run()
-        except DownloadStopped as stop:
-            if not stop.paused:
-                self.discard()
-            raise
-        self.manifest.unlink(missing_ok=True)
+        with hub_scope(self.endpoint):
+            if not self.model.verified_metadata:
+                self.model = self._exact_metadata()
+        self.targets()
+        unverifiable = [f.path for f in self.model.files if not (f.sha256 or f.blob_id)]
+        if unverifiable:
+            raise DownloadError(f"the Hub gives no checksum for {_listed(unverifiable)}; refusing to download a "
+                                f"file that cannot be verified")
+        with self._exclusive():
+            try:
+                paths = self._run()
+            except DownloadStopped as stop:
+                if not stop.paused:
+                    self._discard()
+                raise
+            self.manifest.unlink(missing_ok=True)
         return paths
 
     def _run(self) -> list[Path]:
         with hub_scope(self.endpoint):
             token = self.token or user_token()
-            if not self.model.verified_metadata:
-                self.model = self._exact_metadata()
             targets = self.targets()
-            self.folder.mkdir(parents=True, exist_ok=True)
             verified = self._reconcile(targets)
             missing = sum(f.size - _part_size(t) for f, t in targets if t.name not in verified)
             free = shutil.disk_usage(self.folder).free
@@ -289,7 +331,6 @@ class DownloadJob:
         part = _part(target)
         start = _part_size(target)
         done = start
-        hasher: _Hasher | None = None
         if start < f.size or f.size == 0:
             url = hf_hub_url(self.model.repo, f.path, revision=self.model.revision, endpoint=self.endpoint)
             headers = build_hf_headers(token=token or False)
@@ -308,14 +349,11 @@ class DownloadJob:
                     if total is not None and total != f.size:
                         raise DownloadError(f"{f.path} on the Hub is {total} bytes, not the {f.size} it was listed "
                                             f"with; list the repo's files again")
-                    # hash while writing (the bytes kept from an earlier run first): no second pass over the file
-                    hasher = _file_hasher(f, part, start)
                     with open(part, "ab" if start else "wb") as out:
                         last = time.monotonic()
                         self._report(f, index, parts, done, start, last)
                         for block in r.iter_bytes():
                             out.write(block)
-                            hasher.update(block)
                             done += len(block)
                             self.bytes_fetched += len(block)
                             if done > f.size:
@@ -345,14 +383,32 @@ class DownloadJob:
                                 f"removed, try again")
         if done < f.size:
             raise _Retryable(f"the server sent {done} of {f.size} bytes")
-        if hasher is None:  # the part was already complete (killed before it was renamed): hash it
-            hasher = _file_hasher(f, part, done)
-        if not _digest_ok(f, hasher):
-            part.unlink(missing_ok=True)
-            expected = f.sha256 or f.blob_id or ""
-            raise DownloadError(f"{f.path} is corrupt: its hash {hasher.hexdigest()[:12]}… does not match the Hub's "
-                                f"{expected[:12]}…; the file was removed and nothing was registered")
-        os.replace(part, target)
+        self._install(f, part, target)
+
+    @staticmethod
+    def _install(f: RemoteFile, part: Path, target: Path) -> None:
+        """Hash the finished ``.part`` file as it is on disk and give exactly that file the final name."""
+        try:
+            with open(part, "rb") as fh:
+                before = os.fstat(fh.fileno())
+                h = _hasher(f)
+                while block := fh.read(CHUNK):
+                    h.update(block)
+            ok = before.st_size == f.size and _digest_ok(f, h)
+            if not ok:
+                part.unlink(missing_ok=True)
+                expected = f.sha256 or f.blob_id or ""
+                raise DownloadError(f"{f.path} is corrupt: its hash {h.hexdigest()[:12]}… does not match the Hub's "
+                                    f"{expected[:12]}…; the file was removed and nothing was registered")
+            os.replace(part, target)
+            after = os.stat(target)
+        except OSError as exc:
+            raise DownloadError(f"cannot put {target.name} in place: {exc.strerror or exc}; download again") from exc
+        same = (after.st_dev, after.st_ino, after.st_size, after.st_mtime_ns) == (
+            before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns)
+        if not same:  # only possible if something outside localchat wrote there meanwhile
+            target.unlink(missing_ok=True)
+            raise DownloadError(f"{target} changed while it was being verified; the file was removed, download again")
 
     def _report(self, f: RemoteFile, index: int, parts: int, done: int, start: int, now: float) -> None:
         self._speed.append((now, self.bytes_fetched))
@@ -388,14 +444,16 @@ def _announced_total(r: Any, start: int) -> int | None:
     return start + int(cl) if cl and cl.isdigit() else None
 
 
-def _file_hasher(f: RemoteFile, path: Path, length: int) -> _Hasher:
-    """The hash the Hub gives for ``f`` (sha256, or the git blob id of a file kept without LFS), fed with the first
-    ``length`` bytes of ``path``."""
-    h: _Hasher
+def _hasher(f: RemoteFile) -> _Hasher:
+    """The hash the Hub gives for ``f``: sha256, or the git blob id of a file kept without LFS."""
     if f.sha256 or not f.blob_id:
-        h = hashlib.sha256()
-    else:
-        h = hashlib.sha1(f"blob {f.size}\0".encode(), usedforsecurity=False)
+        return hashlib.sha256()
+    return hashlib.sha1(f"blob {f.size}\0".encode(), usedforsecurity=False)
+
+
+def _file_hasher(f: RemoteFile, path: Path, length: int) -> _Hasher:
+    """:func:`_hasher` fed with the first ``length`` bytes of ``path``."""
+    h = _hasher(f)
     left = length
     if left:
         with open(path, "rb") as fh:
@@ -433,13 +491,6 @@ def pending_downloads(models_dir: Path) -> list[PendingDownload]:
     return out
 
 
-def _unique_name(library: Library, base: str, path: str) -> str:
-    name, n = base, 2
-    while (e := library.get(name)) is not None and e.path != path:
-        name, n = f"{base}-{n}", n + 1
-    return name
-
-
 def pull(model: RemoteModel, library: Library, dest_dir: Path, *, endpoint: str | None = None,
          progress: Callable[[DownloadProgress], None] | None = None, job: DownloadJob | None = None,
          name: str | None = None, extra: dict[str, Any] | None = None) -> LibraryEntry:
@@ -447,6 +498,8 @@ def pull(model: RemoteModel, library: Library, dest_dir: Path, *, endpoint: str 
     from localchat.core.chat.history import is_r1_distill
     from localchat.core.models.gguf_info import read_gguf
 
+    if name is not None:
+        check_name(name)  # before the download, not after it
     job = job or DownloadJob(model, dest_dir, endpoint=endpoint, progress=progress)
     paths = job.run()
     model = job.model  # with the Hub's exact metadata
@@ -457,10 +510,10 @@ def pull(model: RemoteModel, library: Library, dest_dir: Path, *, endpoint: str 
             p.unlink(missing_ok=True)
         raise InvalidModelFile(f"{model.repo}/{model.name} downloaded and matches the Hub, but it is not a model "
                                f"localchat can read ({exc}); the file was removed and nothing was registered") from exc
-    name = _unique_name(library, name or slug(model.name), str(paths[0]))
-    return library.register(LibraryEntry(
-        name=name, path=str(paths[0]), size=sum(p.stat().st_size for p in paths),
+    return library.register(LibraryEntry(  # the size and hash verified on the installed files
+        name=name or slug(model.name), path=str(paths[0]), size=sum(f.size for f in model.files),
         sha256=model.files[0].sha256, source=f"huggingface:{model.repo}", parts=[str(p) for p in paths],
         extra={"quant": model.quant, "architecture": info.architecture, "revision": model.revision,
                "context_length": info.context_length, "n_params": info.n_params,
-               "r1_distill": is_r1_distill(f"{model.repo} {info.name}", info.chat_template), **(extra or {})}))
+               "r1_distill": is_r1_distill(f"{model.repo} {info.name}", info.chat_template), **(extra or {})}),
+        exists="rename")
