@@ -24,8 +24,18 @@ class AppContext:
     def save_settings(self) -> None:
         self.settings_file.save(self.settings)
 
+    @property
+    def isolation_policy(self) -> str:
+        """The worker sandbox policy the settings ask for (``require`` or ``auto``)."""
+        return "require" if self.settings.require_isolation else "auto"
+
     def ensure_starter(self) -> None:
-        """Register the starter model in this home (fetches it once per machine when missing)."""
+        """Register the starter model in this home when it is on this machine (bundled, or cached by
+        ``make model`` / ``localchat models pull starter``). Never fetches anything.
+
+        Raises:
+            DownloadError: the starter model is not on this machine (the message says how to get it).
+        """
         from localchat.core.models.library import ensure_starter_registered
 
         ensure_starter_registered(self.library, machine_cache_dir())

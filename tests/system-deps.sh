@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the test-suite uses: Xvfb + the X/GL libraries Qt's xcb plugin loads, iproute2 (ip netns),
-# util-linux (unshare). Installed only when missing and when we can (root + apt-get); otherwise the tests that
+# util-linux (unshare), strace (the trace that proves where llama.cpp's libraries are opened). Installed only when missing and when we can (root + apt-get); otherwise the tests that
 # need them skip with the reason.
 set -u
 pkgs=(xvfb xauth libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-render-util0
-      libxcb-xinerama0 libxcb-shape0 libegl1 libgl1 libfontconfig1 libdbus-1-3 iproute2 util-linux
+      libxcb-xinerama0 libxcb-shape0 libegl1 libgl1 libfontconfig1 libdbus-1-3 iproute2 util-linux strace
       fonts-dejavu-core x11-apps imagemagick)
 missing=()
 for p in "${pkgs[@]}"; do

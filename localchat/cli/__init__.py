@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", help="keep config, data, models and logs under this folder (or LOCALCHAT_HOME)")
     parser.add_argument("--version", action="version", version=f"localchat {__version__}")
     parser.add_argument("--self-test", action="store_true",
-                        help="headless smoke test: starter model loads, answers, isolation checked")
+                        help="headless smoke test: the starter model loads and answers; the worker's isolation is "
+                             "reported, and required under the require policy")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

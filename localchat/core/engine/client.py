@@ -43,11 +43,21 @@ log = logging.getLogger(__name__)
 _DEAD = {"ev": "__dead__"}
 
 
+# `python -m` puts the current folder first on the import path: a `queue.py` or `llama_cpp/` there would run in the
+# host's network namespace before the sandbox. -P (3.11+) leaves it out; on 3.10 the bootstrap drops it (site has
+# already run by then and never looks at the current folder).
+_BOOTSTRAP = ("import sys; del sys.path[0]; from localchat.core.engine.worker import main; "
+              "raise SystemExit(main(sys.argv[1:]))")
+
+
 def worker_command(isolation: str) -> list[str]:
-    """How to start the worker: the same executable in worker mode when frozen (PyInstaller)."""
+    """How to start the worker: the same executable in worker mode when frozen (PyInstaller); from source with a
+    safe import path (never the current folder)."""
     if getattr(sys, "frozen", False):
         return [sys.executable, "--worker", "--isolation", isolation]
-    return [sys.executable, "-m", "localchat.core.engine.worker", "--isolation", isolation]
+    if sys.version_info >= (3, 11):
+        return [sys.executable, "-P", "-m", "localchat.core.engine.worker", "--isolation", isolation]
+    return [sys.executable, "-c", _BOOTSTRAP, "--isolation", isolation]
 
 
 def worker_environment(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -236,6 +246,22 @@ class EngineClient:
                 self._chan.send({"op": "cancel", "id": self._current})
             except ChannelClosed:
                 pass
+
+    def probe(self, timeout: float = 120.0) -> dict[str, Any]:
+        """What llama.cpp in the (sandboxed) worker can offload to: ``ggml_probe.probe()``'s report, measured there.
+
+        Raises:
+            LocalChatError: the worker could not run the probe.
+        """
+        self.start()
+        self._send({"op": "probe"})
+        while True:
+            ev = self._next(timeout)
+            if ev["ev"] == "probed" and isinstance(ev.get("result"), dict):
+                result: dict[str, Any] = ev["result"]
+                return result
+            if ev["ev"] == "error":
+                raise LocalChatError(f"llama.cpp device probe failed: {ev.get('message', 'unknown error')}")
 
     def ping(self, timeout: float = 5.0) -> bool:
         self._send({"op": "ping"})

@@ -7,6 +7,8 @@ runs in order on the main thread.
 
 Ops: ``load`` {path, options} → ``load_progress``*, ``loaded`` | ``error``;
 ``chat`` {id, messages, sampling} → ``chunk``*, then ``stats`` | ``error``;
+``probe`` → ``probed`` {result} (the devices llama.cpp can offload to and the CPU repack types: the app plans
+on this, so llama.cpp's libraries are never loaded outside this sandboxed process);
 ``cancel`` {id}; ``unload`` → ``unloaded``; ``ping`` → ``pong``; ``shutdown``.
 """
 
@@ -54,7 +56,7 @@ def serve(chan: Channel, isolation: dict[str, Any]) -> int:
 
     from localchat.core.chat.messages import ChatMessage, SamplingParams
     from localchat.core.engine.protocol import LoadOptions, chunk_to_event
-    from localchat.core.engine.runtime import LlamaRuntime
+    from localchat.core.engine.runtime import LlamaRuntime, LogCapture
     from localchat.errors import InvalidModelFile, LocalChatError
 
     runtime = LlamaRuntime()
@@ -92,6 +94,14 @@ def serve(chan: Channel, isolation: dict[str, Any]) -> int:
                 sampling = SamplingParams.from_dict(msg.get("sampling", {}))
                 for chunk in runtime.chat(str(msg["id"]), messages, sampling):
                     chan.send(chunk_to_event(chunk))
+            elif op == "probe":
+                from localchat.core.hardware.ggml_probe import probe
+
+                try:
+                    result = probe()
+                finally:
+                    runtime.logs = LogCapture()  # the probe installed its own log callback: take llama.cpp's back
+                chan.send({"ev": "probed", "result": result})
             elif op == "unload":
                 runtime.unload()
                 chan.send({"ev": "unloaded"})

@@ -6,14 +6,16 @@ the build machines) and a failing probe becomes a note, never a crash.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from localchat.core.engine.client import EngineClient
 
 GIB = 1024**3
 
@@ -43,6 +45,8 @@ class Machine:
     # weight types llama.cpp's CPU backend repacks here (measured by the ggml probe); None = not measured
     cpu_repack_types: tuple[str, ...] | None = None
     llama_cpp_version: str | None = None
+    # the sandbox report of the worker in which llama.cpp was probed (None: not probed, e.g. a simulated machine)
+    probe_isolation: dict[str, Any] | None = None
 
     @property
     def usable_gpus(self) -> tuple[GpuDevice, ...]:
@@ -69,7 +73,17 @@ _PCI_VENDORS = {"0x10de": "nvidia", "0x1002": "amd", "0x1022": "amd", "0x8086": 
 
 
 class SystemProbes:
-    """The real probes."""
+    """The real probes.
+
+    Args:
+        isolation: sandbox policy of the worker that runs llama.cpp's device probe when no ``engine`` is given.
+        engine: a started (or startable) worker to ask; the caller keeps it. Otherwise a short-lived worker is
+            started and closed. Either way llama.cpp is only ever loaded inside the sandboxed worker.
+    """
+
+    def __init__(self, isolation: str = "auto", engine: EngineClient | None = None) -> None:
+        self.isolation = isolation
+        self.engine = engine
 
     def cpu(self) -> tuple[str, int, int]:
         import psutil
@@ -95,16 +109,20 @@ class SystemProbes:
         return int(vm.total), int(vm.available)
 
     def ggml(self) -> dict[str, Any]:
-        if getattr(sys, "frozen", False):
-            cmd = [sys.executable, "--ggml-probe"]
-        else:
-            cmd = [sys.executable, "-m", "localchat.core.hardware.ggml_probe"]
+        from localchat.core.engine.client import EngineClient
+        from localchat.errors import LocalChatError
+
+        engine = self.engine or EngineClient(isolation=self.isolation)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-            result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+            hello = engine.start()
+            result = dict(engine.probe())
+            result["isolation"] = dict(hello.isolation)
             return result
-        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+        except (LocalChatError, OSError) as exc:
             return {"error": f"llama.cpp device probe failed: {exc}", "devices": []}
+        finally:
+            if self.engine is None:
+                engine.close()
 
     def nvml(self) -> list[dict[str, Any]]:
         try:
@@ -242,7 +260,8 @@ def detect(probes: Probes | None = None) -> Machine:
     repack = ggml.get("cpu_repack_types")
     return Machine(cpu_name, physical, logical, ram_total, ram_available, tuple(gpus), llama_devices, tuple(notes),
                    cpu_repack_types=tuple(repack) if isinstance(repack, list) else None,
-                   llama_cpp_version=ggml.get("llama_cpp_version"))
+                   llama_cpp_version=ggml.get("llama_cpp_version"),
+                   probe_isolation=ggml.get("isolation") if isinstance(ggml.get("isolation"), dict) else None)
 
 
 def _safe(fn: Any, default: Any, notes: list[str], what: str) -> Any:

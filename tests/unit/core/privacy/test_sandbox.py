@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from netns import restricted_userns_prefix
+from strict import skip_or_fail
 
 from localchat.core.privacy.audit import AuditGuard
 from localchat.core.privacy.sandbox import canary, isolate_worker, netns_id
@@ -125,20 +126,22 @@ def positive_control(port: int) -> None:
         pass
 
 
+@pytest.mark.isolation
 def test_isolated_worker_reaches_nothing(host_listener) -> None:
     port, accepted = host_listener
     positive_control(port)
     out = run_probe("auto", port)
     report = out["report"]
     if not report["isolated"]:
-        pytest.skip(f"this machine cannot isolate the worker: {report['reason']}; {report.get('cause')} — fix: "
-                    f"{report['fix']}")
+        skip_or_fail(f"this machine cannot isolate the worker: {report['reason']}; {report.get('cause')} — fix: "
+                     f"{report['fix']}")
     # as root too: a user namespace, so the worker has no capability over the host's network
     assert report["mode"] == "userns+netns" and report["attempts"] == {}
     assert report["threads"] == 1 and report["duration_ms"] > 0
     assert_cut_off(out, accepted)
 
 
+@pytest.mark.isolation
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
                     reason="running the probe as another user needs root and setpriv (util-linux)")
 def test_unprivileged_user_is_isolated(host_listener) -> None:
@@ -149,12 +152,13 @@ def test_unprivileged_user_is_isolated(host_listener) -> None:
                                           "--inh-caps=-all,+dac_read_search", "--ambient-caps=+dac_read_search"])
     report = out["report"]
     if not report["isolated"]:
-        pytest.skip(f"unprivileged user namespaces are not available: {report['reason']}")
+        skip_or_fail(f"unprivileged user namespaces are not available: {report['reason']}")
     assert out["uid"] == 65534 and "id_map" not in report  # its own id mapped into the new namespace
     assert report["mode"] == "userns+netns"
     assert_cut_off(out, accepted)
 
 
+@pytest.mark.isolation
 @pytest.mark.skipif(os.geteuid() != 0, reason="the network-namespace-only path is for root")
 def test_root_network_namespace_alone_cannot_be_left(host_listener) -> None:
     port, accepted = host_listener
@@ -169,10 +173,11 @@ def test_root_network_namespace_alone_cannot_be_left(host_listener) -> None:
     assert_cut_off(out, accepted)
 
 
+@pytest.mark.isolation
 def test_refused_namespace_is_reported_with_the_fix() -> None:
     prefix = restricted_userns_prefix()
     if isinstance(prefix, str):
-        pytest.skip(prefix)
+        skip_or_fail(prefix)
     out = run_probe("auto", methods="userns,netns", prefix=prefix)
     report = out["report"]
     assert report["isolated"] is False and report["mode"] == "none"
