@@ -5,8 +5,13 @@ Every ``socket.connect``, ``sendto``, ``sendmsg`` and ``bind`` and every name lo
 call site. In offline mode (the default) non-loopback destinations are refused: the hook raises
 :class:`NetworkRefused` before the call reaches the kernel, so the call fails and nothing is sent, and the refusal is
 recorded. A download the user started opens a scope (:meth:`AuditGuard.allow`) that admits only its host (with its
-subdomains, and for the Hugging Face Hub its download host ``hf.co``), labelled "download"; the addresses that host
-resolves to are admitted on the thread that resolved it.
+subdomains, and for the Hugging Face Hub its download host ``hf.co``), labelled "download". A lookup the scope allows
+records the addresses it resolved to (the guard wraps ``socket.getaddrinfo``, ``gethostbyname`` and
+``gethostbyname_ex`` to see their answers); only those addresses, and loopback, may then be connected to, from any
+thread, until the scope ends. When the guard itself fails it refuses the call and records why (fail closed).
+
+Every event is counted (:attr:`AuditGuard.total`, :attr:`AuditGuard.verdicts`) however long the run; only the last
+``max_events`` are kept with their details.
 
 Honest limit: native code (a C library opening its own sockets) bypasses audit hooks entirely. That is why the
 inference worker, where native code runs, is kernel-isolated instead, and why the socket monitor watches the
@@ -15,6 +20,7 @@ processes from the outside.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -82,6 +88,17 @@ _PLUMBING = (os.path.dirname(socket.__file__) + os.sep, __file__)
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
 
 
+def normalize_ip(host: str) -> str:
+    """One spelling per address (``::ffff:10.0.0.1`` → ``10.0.0.1``, scope ids dropped); non-addresses unchanged."""
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return host.lower().rstrip(".")
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
 def _call_site(frame: FrameType | None) -> str:
     """The innermost caller outside the standard library's socket plumbing, and the localchat frame behind it."""
     outer = local = None
@@ -116,9 +133,12 @@ class AuditGuard:
     def __init__(self, offline: bool = True, max_events: int = 5000) -> None:
         self.offline = offline
         self.events: deque[AuditEvent] = deque(maxlen=max_events)
+        self.total = 0  # every event recorded, also those the ring buffer no longer holds
+        self.verdicts: Counter[str] = Counter()
         self.installed_at: float | None = None
         self._allowed: Counter[str] = Counter()
         self._labels: dict[str, str] = {}
+        self._addresses: dict[str, dict[str, str]] = {}  # scope host → address its lookups gave → name looked up
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -127,6 +147,7 @@ class AuditGuard:
             AuditGuard._active = self
             self.installed_at = time.time()
             if not AuditGuard._hooked:
+                _wrap_resolvers()
                 sys.addaudithook(AuditGuard._dispatch)
                 AuditGuard._hooked = True
         return self
@@ -146,11 +167,13 @@ class AuditGuard:
 
     @contextmanager
     def allow(self, host: str, label: str = "download") -> Iterator[None]:
-        """Admit ``host`` (a download the user started) for the duration of the block; scopes may overlap."""
+        """Admit ``host`` (a download the user started), and the addresses its lookups give, for the duration of
+        the block; scopes may overlap."""
         host = host.lower().rstrip(".")
         with self._lock:
             self._allowed[host] += 1
             self._labels[host] = label
+            self._addresses.setdefault(host, {})
         try:
             yield
         finally:
@@ -159,16 +182,44 @@ class AuditGuard:
                 if self._allowed[host] <= 0:
                     del self._allowed[host]
                     self._labels.pop(host, None)
+                    self._addresses.pop(host, None)
 
-    def _scope_for(self, host: str) -> str | None:
-        """The label of the open scope that admits ``host``, or None."""
+    def _scope_key(self, host: str) -> str | None:
+        """The open scope (its host) that admits ``host`` by name, or None."""
         host = host.lower().rstrip(".")
         with self._lock:
-            for allowed, label in self._labels.items():
+            for allowed in self._labels:
                 for family in HOST_FAMILIES.get(allowed, (allowed,)):
                     if host == family or host.endswith("." + family):
-                        return label
+                        return allowed
         return None
+
+    def _scope_for(self, host: str) -> str | None:
+        """The label of the open scope that admits ``host`` by name, or None."""
+        key = self._scope_key(host)
+        with self._lock:
+            return None if key is None else self._labels.get(key)
+
+    def _resolved_scope(self, address: str) -> tuple[str, str] | None:
+        """(label, name looked up) when an allowed lookup in an open scope gave ``address``, else None."""
+        address = normalize_ip(address)
+        with self._lock:
+            for key, seen in self._addresses.items():
+                if address in seen and key in self._labels:
+                    return self._labels[key], seen[address]
+        return None
+
+    def note_resolution(self, host: Any, addresses: list[str]) -> None:
+        """Remember what a lookup of ``host`` gave, when a scope admits ``host`` (called by the resolver wrappers)."""
+        name = host.decode() if isinstance(host, bytes) else str(host or "")
+        key = self._scope_key(name)
+        if key is None:
+            return
+        with self._lock:
+            seen = self._addresses.get(key)
+            if seen is not None:  # the scope may have ended meanwhile
+                for a in addresses:
+                    seen.setdefault(normalize_ip(a), name)
 
     def snapshot(self) -> list[AuditEvent]:
         return list(self.events)
@@ -183,6 +234,15 @@ class AuditGuard:
     def non_local(self) -> list[AuditEvent]:
         return [e for e in self.snapshot() if e.verdict != "allowed-local"]
 
+    def counts(self) -> dict[str, int]:
+        """Totals since install, however many events the ring buffer dropped: ``total``, ``refused``,
+        ``unexpected``, ``kept``."""
+        with self._lock:
+            total, verdicts = self.total, dict(self.verdicts)
+            kept = len(self.events)
+        unexpected = sum(n for v, n in verdicts.items() if v not in EXPECTED_VERDICTS)
+        return {"total": total, "refused": verdicts.get("refused", 0), "unexpected": unexpected, "kept": kept}
+
     @staticmethod
     def _dispatch(event: str, args: tuple[Any, ...]) -> None:
         guard = AuditGuard._active
@@ -194,33 +254,38 @@ class AuditGuard:
             return
         self._local.busy = True
         try:
-            record = self._judge(event, args)
-        except Exception as exc:  # a bug here must not break the caller's socket call, nor hide
-            record = AuditEvent(time.time(), event, repr(args)[:200], "?", "logged", f"guard error: {exc!r}", "?")
+            try:
+                record = self._judge(event, args)
+            except Exception as exc:  # fail closed: a guard that cannot judge a call refuses it, and says why
+                record = AuditEvent(time.time(), event, _safe_repr(args), "?", "refused", f"guard error: {exc!r}",
+                                    "")
+            if record is None:
+                return
+            if not record.call_site:
+                try:
+                    caller: FrameType | None = sys._getframe(2)  # past this method and the dispatcher
+                    site = _call_site(caller)
+                except Exception:  # no Python frame behind the call, or a frame that cannot be read
+                    site = "?"
+                record = replace(record, call_site=site)
+            with self._lock:
+                self.events.append(record)
+                self.total += 1
+                self.verdicts[record.verdict] += 1
         finally:
             self._local.busy = False
-        if record is None:
-            return
-        if not record.call_site:
-            try:
-                caller: FrameType | None = sys._getframe(2)  # past this method and the dispatcher
-            except ValueError:  # called with no Python frame behind it
-                caller = None
-            record = replace(record, call_site=_call_site(caller))
-        self.events.append(record)
         if record.verdict == "refused":
-            raise NetworkRefused(f"localchat is offline: refused {event} to {record.destination}")
+            raise NetworkRefused(f"localchat is offline: refused {event} to {record.destination}"
+                                 + (f" ({record.label})" if record.label.startswith("guard error") else ""))
 
     def _judge(self, event: str, args: tuple[Any, ...]) -> AuditEvent | None:
         now = time.time()
         if event in LOOKUPS:
             host, dest = _lookup_target(event, args)
-            self._local.resolved = None
             if is_local_host(host):
                 verdict, label = "allowed-local", ""
             elif (scope := self._scope_for(host)) is not None:
                 verdict, label = "allowed-download", scope
-                self._local.resolved = (host, scope)  # the next connects of this thread go to what this resolves to
             elif self.offline:
                 verdict, label = "refused", "offline mode"
             else:
@@ -243,15 +308,57 @@ class AuditGuard:
             return AuditEvent(now, event, dest, family, "logged", "listens beyond this machine", "")
         if is_local_host(host):
             verdict, label = "allowed-local", ""
-        elif (scope := self._scope_for(host)) is not None:
+        elif (scope := self._scope_for(host)) is not None:  # the scope's own name, or an address it was opened for
             verdict, label = "allowed-download", scope
-        elif (resolved := getattr(self._local, "resolved", None)) and self._scope_for(resolved[0]) is not None:
-            verdict, label = "allowed-download", f"{resolved[1]} ({resolved[0]})"
+        elif (resolved := self._resolved_scope(host)) is not None:
+            verdict, label = "allowed-download", f"{resolved[0]} ({resolved[1]})"
         elif self.offline:
             verdict, label = "refused", "offline mode"
         else:
             verdict, label = "logged", ""
         return AuditEvent(now, event, dest, family, verdict, label, "")
+
+
+def _safe_repr(args: tuple[Any, ...]) -> str:
+    try:
+        return repr(args)[:200]
+    except Exception:
+        return "?"
+
+
+def _addresses_of(name: str, result: Any) -> list[str]:
+    """The addresses in a resolver's answer."""
+    if name == "getaddrinfo":
+        return [str(info[4][0]) for info in result]
+    if name == "gethostbyname":
+        return [str(result)]
+    return [str(a) for a in result[2]]  # gethostbyname_ex: (name, aliases, addresses)
+
+
+def _wrap_resolvers() -> None:
+    """Wrap the socket module's resolvers so the active guard learns what an allowed lookup resolved to.
+
+    The audit event comes before the lookup and cannot see its answer. Code holding a resolver taken before the
+    guard was installed is not wrapped: its connects are then refused, never admitted (fail closed).
+    """
+    for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex"):
+        original = getattr(socket, name)
+        if getattr(original, "_localchat_wrapped", False):
+            continue
+
+        def wrapper(host: Any, *args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
+            result = _original(host, *args, **kwargs)
+            guard = AuditGuard._active
+            if guard is not None:
+                try:
+                    guard.note_resolution(host, _addresses_of(_name, result))
+                except Exception as exc:  # the answer cannot be admitted: say so here, not at a later connect
+                    raise NetworkRefused(f"localchat could not record what {host!r} resolved to: {exc!r}") from exc
+            return result
+
+        functools.update_wrapper(wrapper, original)
+        wrapper._localchat_wrapped = True  # type: ignore[attr-defined]
+        setattr(socket, name, wrapper)
 
 
 def _lookup_target(event: str, args: tuple[Any, ...]) -> tuple[str, str]:

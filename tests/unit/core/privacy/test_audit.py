@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from netns import namespace_host, netns_unavailable
 
+from localchat.core.privacy import audit
 from localchat.core.privacy.audit import AuditGuard, NetworkRefused, is_local_host, is_loopback
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -130,22 +131,25 @@ print(json.dumps(out))
 """
 
 
+def _run_in_namespace(tmp_path: Path, host, script: str) -> dict:  # type: ignore[no-untyped-def]
+    """Run ``script`` inside the test's namespace with a hosts file mounted only there: any lookup beyond the hosts
+    file would find no route."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n{host.peer_ip} hub.lc-test elsewhere.lc-test cdn-lfs.hf.co\n")
+    path = tmp_path / "client.py"
+    path.write_text(textwrap.dedent(script))
+    cmd = ["ip", "netns", "exec", host.name, "sh", "-c", f'mount --bind "{hosts}" /etc/hosts && exec "$@"', "sh",
+           sys.executable, str(path), str(host.port), host.peer_ip]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
 @needs_netns
 def test_download_scope_follows_a_name_to_its_address(tmp_path: Path) -> None:
-    # the real path of a download: a name resolved (here by a hosts file), then a connect to the address it gave.
-    # The client runs inside the test's own namespace, with a hosts file mounted only there: any lookup beyond the
-    # hosts file would find no route.
+    # the real path of a download: a name resolved (here by a hosts file), then a connect to the address it gave
     with namespace_host() as host:
-        hosts = tmp_path / "hosts"
-        hosts.write_text(f"127.0.0.1 localhost\n{host.peer_ip} hub.lc-test elsewhere.lc-test cdn-lfs.hf.co\n")
-        script = tmp_path / "client.py"
-        script.write_text(textwrap.dedent(NAMED_CLIENT))
-        cmd = ["ip", "netns", "exec", host.name, "sh", "-c", f'mount --bind "{hosts}" /etc/hosts && exec "$@"', "sh",
-               sys.executable, str(script), str(host.port)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+        out = _run_in_namespace(tmp_path, host, NAMED_CLIENT)
     assert out["hub"] == out["hf_cdn"] == "hello from the test namespace"
     assert out["elsewhere"].startswith("refused") and "elsewhere.lc-test" in out["elsewhere"]
     assert out["hub_after"].startswith("refused")
@@ -153,3 +157,88 @@ def test_download_scope_follows_a_name_to_its_address(tmp_path: Path) -> None:
     assert [(e["verdict"], e["label"]) for e in connects] == [
         ("allowed-download", "download (hub.lc-test)"), ("allowed-download", "download (cdn-lfs.hf.co)")]
     assert all(e["destination"] == f"{host.peer_ip}:{host.port}" for e in connects)
+
+
+ADDRESS_CLIENT = r"""
+import json, socket, sys, threading
+from localchat.core.privacy.audit import AuditGuard, NetworkRefused
+port, peer = int(sys.argv[1]), sys.argv[2]
+guard = AuditGuard(offline=True).install()
+out = {}
+def udp_connect(addr):  # a UDP connect sends nothing: safe to try against any address
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((addr, 53))
+        return "connected"
+    except NetworkRefused as e:
+        return f"refused: {e}"
+    except OSError as e:
+        return f"os error: {e}"
+with guard.allow("hub.lc-test"):
+    out["resolved"] = sorted({i[4][0] for i in socket.getaddrinfo("hub.lc-test", port, socket.AF_INET)})
+    out["other"] = udp_connect("192.0.2.1")  # the thread that just made an allowed lookup: still refused
+    result = {}
+    t = threading.Thread(target=lambda: result.update(peer=udp_connect(peer)))  # where the name resolved to
+    t.start(); t.join()
+    out["peer_other_thread"] = result["peer"]
+out["peer_after"] = udp_connect(peer)  # the scope ended: its addresses with it
+out["events"] = [e.to_dict() for e in guard.events]
+print(json.dumps(out))
+"""
+
+
+@needs_netns
+def test_allowed_lookup_admits_only_the_addresses_it_resolved_to(tmp_path: Path) -> None:
+    with namespace_host() as host:
+        out = _run_in_namespace(tmp_path, host, ADDRESS_CLIENT)
+    assert out["resolved"] == [host.peer_ip]
+    assert out["other"].startswith("refused: localchat is offline: refused socket.connect to 192.0.2.1:53")
+    assert out["peer_other_thread"] == "connected"  # the scope admits its addresses on any thread
+    assert out["peer_after"].startswith("refused")
+    connects = [(e["destination"], e["verdict"], e["label"]) for e in out["events"] if e["event"] == "socket.connect"]
+    assert connects == [("192.0.2.1:53", "refused", "offline mode"),
+                        (f"{host.peer_ip}:53", "allowed-download", "download (hub.lc-test)"),
+                        (f"{host.peer_ip}:53", "refused", "offline mode")]
+
+
+def test_a_failure_inside_the_guard_refuses_the_call(guard: AuditGuard, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> bool:
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(audit, "is_local_host", broken)
+    with pytest.raises(NetworkRefused, match="guard error: RuntimeError"):
+        socket.getaddrinfo("127.0.0.1", 80)  # loopback: admitted by a working guard
+    with pytest.raises(NetworkRefused, match="guard error"), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("127.0.0.1", 9))
+    (lookup, connect) = guard.events
+    assert lookup.verdict == connect.verdict == "refused"
+    assert lookup.label == connect.label == "guard error: RuntimeError('injected failure')"
+    assert connect.call_site.startswith(__file__) and not connect.expected
+    monkeypatch.undo()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # the guard judges again once it works
+        s.connect(("127.0.0.1", 9))
+    assert guard.events[-1].verdict == "allowed-local"
+
+
+def test_a_failure_recording_a_lookup_answer_refuses_it(guard: AuditGuard, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(guard, "note_resolution", broken)
+    with pytest.raises(NetworkRefused, match="could not record what 'localhost' resolved to"):
+        socket.getaddrinfo("localhost", 80)
+
+
+def test_counts_go_on_past_the_ring_buffer() -> None:
+    g = AuditGuard(offline=True, max_events=10).install()
+    try:
+        for _ in range(25):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+        for _ in range(12):
+            with pytest.raises(NetworkRefused), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect(("192.0.2.1", 53))  # UDP: refused before anything could be sent
+    finally:
+        g.uninstall()
+    assert len(g.events) == 10 and g.total == 37
+    assert g.counts() == {"total": 37, "refused": 12, "unexpected": 12, "kept": 10}
