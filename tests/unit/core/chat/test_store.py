@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from localchat.core.chat.store import ConversationStore
+from localchat.core.chat.store import ConversationStore, HistoryInUse
+from localchat.errors import LocalChatError
 
 
 def test_roundtrip_and_wal(tmp_path: Path) -> None:
@@ -109,3 +113,129 @@ def test_markdown_export_includes_the_system_prompt(tmp_path: Path) -> None:
     s.add_message(c.id, "user", "hi")
     md = s.export_markdown(c.id)
     assert "> **System prompt:** Be brief.\n> Use lists." in md and "## User" in md
+
+
+# -- another program holding the database (issue 11 item 3) ---------------------------------------------------
+
+_HOLDER = r"""
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+mode = sys.argv[2]
+if mode == "rollback-exclusive":  # an old-style tool: rollback journal, BEGIN EXCLUSIVE
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.execute("BEGIN EXCLUSIVE")
+elif mode == "locking-mode-exclusive":  # keeps its lock until it closes
+    db.execute("PRAGMA locking_mode=EXCLUSIVE")
+    db.execute("BEGIN EXCLUSIVE")
+    db.execute("INSERT INTO conversations (title, created, updated) VALUES ('from the other program', 0, 0)")
+    db.execute("COMMIT")
+elif mode == "writer":  # WAL: holds the write lock, readers still read
+    db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+if db.in_transaction:
+    db.execute("COMMIT")
+db.close()
+"""
+
+
+class _Holder:
+    """A separate process holding a lock on the database until :meth:`release`."""
+
+    def __init__(self, path: Path, mode: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), mode], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "locked"
+
+    def release(self) -> None:
+        self.proc.communicate("\n", timeout=30)  # closes the pipes too
+
+
+@pytest.mark.parametrize("mode", ["rollback-exclusive", "locking-mode-exclusive"])
+def test_locked_database_is_in_use_not_corrupt(tmp_path: Path, mode: str) -> None:
+    db = tmp_path / "c.db"
+    s = ConversationStore(db)
+    c = s.create("keep me")
+    s.add_message(c.id, "user", "hello")
+    s.close()
+    holder = _Holder(db, mode)
+    try:
+        with pytest.raises(HistoryInUse, match=r"in use by another program .* nothing was changed"):
+            ConversationStore(db, busy_timeout=0.2)
+        assert isinstance(HistoryInUse("x"), LocalChatError)
+        assert sorted(p.name for p in tmp_path.iterdir() if "corrupt" in p.name) == []
+        assert db.exists()
+    finally:
+        holder.release()
+    again = ConversationStore(db)  # the program is gone: the history is all there
+    assert again.recovered_from is None
+    assert [m.content for m in again.messages(c.id)] == ["hello"]
+    assert "keep me" in [x.title for x in again.conversations()]
+
+
+def test_write_while_another_program_holds_the_write_lock(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    s = ConversationStore(db, busy_timeout=0.2)
+    c = s.create("mine")
+    holder = _Holder(db, "writer")
+    try:
+        assert [x.title for x in s.conversations()] == ["mine"]  # WAL: reading goes on
+        with pytest.raises(HistoryInUse, match="in use by another program"):
+            s.add_message(c.id, "user", "waits, then gives up")
+    finally:
+        holder.release()
+    s.add_message(c.id, "user", "works again")
+    assert [m.content for m in s.messages(c.id)] == ["works again"]
+
+
+def test_unopenable_database_is_an_error_not_corruption(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    ConversationStore(db).close()
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    with pytest.raises(LocalChatError, match="cannot create the folder for the chat history"):
+        ConversationStore(blocker / "c.db")
+    if os.geteuid() != 0:  # root reads anything: the permission case needs an ordinary user
+        db.chmod(0)
+        try:
+            with pytest.raises(LocalChatError, match="cannot open the chat history"):
+                ConversationStore(db)
+        finally:
+            db.chmod(0o644)
+    assert not [p for p in tmp_path.iterdir() if "corrupt" in p.name]
+
+
+def test_two_windows_share_one_history(tmp_path: Path) -> None:
+    """Two ConversationStore objects on one file (two windows on one home) both write and see each other's."""
+    db = tmp_path / "c.db"
+    a, b = ConversationStore(db), ConversationStore(db)
+    ca = a.create("from window A")
+    cb = b.create("from window B")
+    a.add_message(cb.id, "user", "A writes into B's chat")
+    b.add_message(ca.id, "user", "B writes into A's chat")
+    for s in (a, b):
+        assert {c.title for c in s.conversations()} == {"from window A", "from window B"}
+        assert [m.content for m in s.messages(ca.id)] == ["B writes into A's chat"]
+        assert [m.content for m in s.messages(cb.id)] == ["A writes into B's chat"]
+
+
+_WRITER = r"""
+import sys
+from pathlib import Path
+from localchat.core.chat.store import ConversationStore
+s = ConversationStore(Path(sys.argv[1]))
+c = s.create(sys.argv[2])
+for i in range(int(sys.argv[3])):
+    s.add_message(c.id, "user", f"{sys.argv[2]} {i}")
+"""
+
+
+def test_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    ConversationStore(db).close()
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), f"w{i}", "40"]) for i in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    s = ConversationStore(db)
+    convs = s.conversations()
+    assert sorted(c.title for c in convs) == ["w0", "w1", "w2", "w3"]
+    assert all(len(s.messages(c.id)) == 40 for c in convs)
