@@ -1,7 +1,8 @@
-"""Composition root: lock the environment down, parse arguments, then start the GUI or one command.
+"""Composition root: start watching, lock the environment down, parse arguments, then start the GUI or one command.
 
 ``localchat --worker …`` (used by frozen builds) turns this same executable into the inference worker before
-anything else is imported.
+anything else is imported. Everything else starts with :func:`start_watch`: the audit guard, the process log and the
+socket monitor run from the first instruction, before arguments are parsed, any command runs or the window opens.
 """
 
 from __future__ import annotations
@@ -15,16 +16,13 @@ def main(argv: list[str] | None = None) -> int:
         from localchat.core.engine.worker import main as worker_main
 
         return worker_main(argv[1:])
-    if argv[:1] == ["--ggml-probe"]:  # frozen builds: the llama.cpp device probe runs as this executable
-        from localchat.core.hardware.ggml_probe import main as probe_main
+    from localchat.core.privacy.monitor import start_watch
 
-        return probe_main()
-
-    from localchat.core.privacy.audit import AuditGuard
+    # Python-level network use is logged, and refused unless local; children and sockets are recorded from here on
+    start_watch()
     from localchat.core.privacy.lockdown import lock_environment
 
     lock_environment()
-    AuditGuard(offline=True).install()  # Python-level network use is logged, and refused unless local
     from localchat.cli import run
 
     return run(argv)

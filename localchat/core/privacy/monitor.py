@@ -5,11 +5,15 @@ with psutil; a process in a namespace of its own (the isolated worker) is read f
 ``/proc/<pid>/net/{tcp,tcp6,udp,udp6,raw,raw6}`` and ``/proc/<pid>/net/dev`` — psutil reads the tables of the
 namespace it runs in, so it would see none of the worker's sockets. Each remote address is classified loopback /
 LAN / internet; every new socket goes into an event log with its first-seen time, and outbound internet (and LAN)
-connections since launch are counted. System-wide per-interface byte counters are sampled too, labelled for what they
-are: the whole machine, not attributable to any process.
+connections since launch are counted — every one, however long the run: the event log keeps the last 5,000 with
+their details, :attr:`SocketMonitor.events_total` counts them all. System-wide per-interface byte counters are
+sampled too, labelled for what they are: the whole machine, not attributable to any process.
 
 :meth:`SocketMonitor.poll` is thread-safe and meant to run off the GUI thread; :meth:`SocketMonitor.snapshot` gives
-an immutable view for display and reports.
+an immutable view for display and reports. :meth:`SocketMonitor.start` polls on a background thread.
+
+:func:`start_watch` is the first thing ``localchat`` does (``app.main``): it installs the audit guard and the process
+log and starts the session's socket monitor, whose "since" is the process's own start time.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 
+from localchat.core.privacy.audit import AuditGuard
+from localchat.core.privacy.processes import ProcessLog, process_start_time
 from localchat.core.privacy.sandbox import netns_id, read_net_dev
 
 PROTO = {(socket.AF_INET, socket.SOCK_STREAM): "tcp", (socket.AF_INET6, socket.SOCK_STREAM): "tcp6",
@@ -100,6 +106,10 @@ class MonitorSnapshot:
     namespaces: dict[int, dict[str, Any]]
     errors: list[str]
     started: float
+    events_total: int = 0  # every socket event since ``started``; ``events`` holds the last ones only
+    processes: list[dict[str, Any]] = field(default_factory=list)  # the process log, when the monitor has one
+    processes_total: int = 0
+    from_process_start: bool = False  # the monitor started with the process (``started`` is the process start)
 
     def rates(self) -> list[float]:
         """Whole-machine bytes per second (all interfaces but loopback) between consecutive samples."""
@@ -139,6 +149,10 @@ class SocketMonitor:
     pids: Callable[[], dict[int, str]]
     started: float = field(default_factory=time.time)
     events: deque[SocketRow] = field(default_factory=lambda: deque(maxlen=5000))
+    processes: ProcessLog | None = None  # polled with the sockets; its records go into the snapshot
+    from_process_start: bool = False  # ``started`` is the process's start: watched from the first instruction
+    worker_pid: int | None = None  # labels the worker in :func:`own_processes` for the session monitor
+    events_total: int = 0
     outbound_internet: int = 0
     outbound_lan: int = 0
     samples: deque[InterfaceSample] = field(default_factory=lambda: deque(maxlen=121))
@@ -147,9 +161,46 @@ class SocketMonitor:
     _seen: dict[tuple[int, str, str, str], SocketRow] = field(default_factory=dict)
     _rows: list[SocketRow] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event | None = None
+    _thread: threading.Thread | None = None
+
+    _session: ClassVar[SocketMonitor | None] = None
+
+    @classmethod
+    def session(cls) -> SocketMonitor | None:
+        """The monitor :func:`start_watch` started with the process, if it did."""
+        return cls._session
+
+    def start(self, interval: float = 1.0) -> SocketMonitor:
+        """Poll every ``interval`` seconds on a background thread until :meth:`stop`."""
+        if self._thread is None or not self._thread.is_alive():
+            stop = self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(stop, interval), name="network-monitor",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    def _run(self, stop: threading.Event, interval: float) -> None:
+        while True:
+            try:
+                self.poll()
+            except Exception as exc:  # noted in the event log and the report; the next poll tries again
+                self.note(f"a poll failed: {exc!r}")
+            if stop.wait(interval):
+                return
 
     def poll(self) -> list[SocketRow]:
         """Read every watched process's sockets now; returns the current rows (also kept for :meth:`snapshot`)."""
+        if self.processes is not None:
+            self.processes.poll()
         with self._lock:
             now = time.time()
             own_ns = netns_id()
@@ -164,6 +215,8 @@ class SocketMonitor:
                         self.note(f"{label} (pid {pid}) is no longer in its own network namespace")
                     rows += self._poll_psutil(pid, label, now)
             self._rows = rows
+            live = {r.key for r in rows}  # a socket closed and opened again later is a new event
+            self._seen = {k: v for k, v in self._seen.items() if k in live}
             self.namespaces = {pid: v for pid, v in self.namespaces.items() if pid in pids}
             self._sample_interfaces(now)
             return rows
@@ -194,6 +247,7 @@ class SocketMonitor:
         if seen is None:
             self._seen[key] = row
             self.events.append(row)
+            self.events_total += 1
             if row.kind == "internet":
                 self.outbound_internet += 1
             elif row.kind == "lan":
@@ -213,7 +267,9 @@ class SocketMonitor:
             return MonitorSnapshot(time.time(), list(self._rows), list(self.events), self.outbound_internet,
                                    self.outbound_lan, list(self.samples),
                                    {pid: dict(v) for pid, v in self.namespaces.items()}, list(self.errors),
-                                   self.started)
+                                   self.started, self.events_total,
+                                   self.processes.snapshot() if self.processes is not None else [],
+                                   self.processes.total if self.processes is not None else 0, self.from_process_start)
 
     def non_loopback_events(self) -> list[SocketRow]:
         return self.snapshot().non_loopback_events()
@@ -222,6 +278,32 @@ class SocketMonitor:
         """Record a problem once (shown in the event log and the report)."""
         if msg not in self.errors:
             self.errors.append(msg)
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What :func:`start_watch` started."""
+
+    guard: AuditGuard
+    processes: ProcessLog
+    monitor: SocketMonitor
+
+
+def start_watch(interval: float = 1.0) -> Watch:
+    """Watch this process from now on: the audit guard (offline), the process log, the socket monitor polling in the
+    background with "since" = this process's start. Called first by ``app.main``; a second call returns the same."""
+    monitor = SocketMonitor.session()
+    if monitor is not None and monitor.processes is not None:
+        guard = AuditGuard.active() or AuditGuard(offline=True).install()
+        return Watch(guard, monitor.processes, monitor.start(interval))
+    guard = AuditGuard.active() or AuditGuard(offline=True).install()
+    processes = ProcessLog.active() or ProcessLog().install()
+    holder: list[SocketMonitor] = []
+    monitor = SocketMonitor(lambda: own_processes(holder[0].worker_pid), started=process_start_time(),
+                            processes=processes, from_process_start=True)
+    holder.append(monitor)
+    SocketMonitor._session = monitor
+    return Watch(guard, processes, monitor.start(interval))
 
 
 def own_processes(worker_pid: int | None = None) -> dict[int, str]:

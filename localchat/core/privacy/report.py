@@ -14,6 +14,7 @@ from localchat import __version__
 from localchat.core.privacy.audit import AuditGuard
 from localchat.core.privacy.lockdown import lockdown_items
 from localchat.core.privacy.monitor import MonitorSnapshot, SocketMonitor, namespace_interfaces, namespace_sockets
+from localchat.core.privacy.processes import ProcessLog
 from localchat.core.privacy.sandbox import netns_id
 
 LIMITS = (
@@ -23,6 +24,9 @@ LIMITS = (
     "missed, and a UDP datagram sent without connecting shows no remote address. The inference worker, where the "
     "native model code runs, is kernel-isolated, so that gap does not matter there.",
     "Interface byte counters are for the whole machine and cannot be attributed to a program.",
+    "The process list sees every launch made by Python code and, once a second, every descendant of the app: a "
+    "process started by native code and gone within a second is not listed, and one that lived less than a second "
+    "is listed without its network namespace.",
     "Downloads you start run in the app process and are allowed, labelled 'download', only to their host.",
     "The worker's isolation takes its network away; it is not a defence against deliberately malicious code that "
     "acts through another process of the same user (for example by debugging it, where the system allows that).",
@@ -58,6 +62,29 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+def _showing(kept: int, total: int) -> str:
+    return f" (showing the last {kept:,} of {total:,})" if total > kept else ""
+
+
+def isolation_text(p: dict[str, Any]) -> str:
+    """A process's isolation as a reviewer reads it."""
+    if p.get("isolated") is None:
+        return "not read (ended within a poll)" if p.get("netns") is None else "unknown"
+    return "isolated (own namespace)" if p["isolated"] else "app's namespace"
+
+
+def process_lines(procs: list[dict[str, Any]]) -> list[str]:
+    """One line per process: pid, when, namespace, isolation, command."""
+    out = []
+    for p in procs:
+        ended = clock(p["ended"]) if p.get("ended") else "running"
+        pid = str(p["pid"]) if p.get("pid") is not None else "?"
+        netns = str(p["netns"]) if p.get("netns") is not None else "-"
+        out.append(f"pid {pid:<8} {clock(p['started'])}–{ended:<8} netns {netns:<11} {isolation_text(p):<25} "
+                   f"{p['command']}")
+    return out
+
+
 def check_yourself(pid: int | None, isolation: dict[str, Any] | None) -> list[tuple[str, str]]:
     """Commands that verify the worker's isolation without trusting localchat (Linux), with what they should show."""
     if not pid or not isolation or not isolation.get("isolated") or not sys.platform.startswith("linux"):
@@ -76,9 +103,21 @@ class EvidenceReport:
     monitor: SocketMonitor | MonitorSnapshot | None
     worker_pid: int | None = None
     notes: list[str] = field(default_factory=list)
+    processes: ProcessLog | None = None  # default: the monitor's, else the session's (:meth:`ProcessLog.active`)
 
     def _snapshot(self) -> MonitorSnapshot | None:
         return self.monitor.snapshot() if isinstance(self.monitor, SocketMonitor) else self.monitor
+
+    def _processes(self, snap: MonitorSnapshot | None) -> tuple[list[dict[str, Any]], int] | None:
+        """Every process localchat started this session (read now when the log is at hand), and how many in all."""
+        log = self.processes
+        if log is None and snap is not None and snap.processes:
+            return snap.processes, snap.processes_total
+        log = log or ProcessLog.active()
+        if log is None:
+            return None
+        log.poll()
+        return log.snapshot(), log.counts()["total"]
 
     def _worker_now(self) -> dict[str, Any] | None:
         """The worker's namespace re-read now, from the outside: still its own, no sockets, interfaces."""
@@ -96,14 +135,16 @@ class EvidenceReport:
     def to_dict(self) -> dict[str, Any]:
         snap, guard, items = self._snapshot(), self.guard, lockdown_items()
         audit = guard.snapshot() if guard else []
+        counts = guard.counts() if guard else None
         unexpected = [e for e in audit if not e.expected]
-        non_local = [e for e in snap.events if e.kind in ("lan", "internet")] if snap else []
-        silent = not non_local and not unexpected
-        verdict = (f"No connection beyond this machine: {len(non_local)} internet or LAN sockets seen on "
-                   f"localchat's processes, {len(unexpected)} unexpected audit events"
+        n_unexpected = counts["unexpected"] if counts else 0  # every event, also those the ring no longer holds
+        n_non_local = snap.outbound_internet + snap.outbound_lan if snap else 0
+        silent = not n_non_local and not n_unexpected
+        verdict = (f"No connection beyond this machine: {n_non_local} internet or LAN sockets seen on "
+                   f"localchat's processes, {n_unexpected} unexpected audit events"
                    if silent else
-                   f"ATTENTION: {len(non_local)} internet or LAN sockets seen on localchat's processes and "
-                   f"{len(unexpected)} unexpected audit events — see the lists below")
+                   f"ATTENTION: {n_non_local} internet or LAN sockets seen on localchat's processes and "
+                   f"{n_unexpected} unexpected audit events — see the lists below")
         if snap is None and guard is None:
             verdict = "The app's own traffic was not monitored in this run"
         machine = None
@@ -111,6 +152,7 @@ class EvidenceReport:
             last = snap.samples[-1]
             machine = {"label": "whole machine, not attributable to a program", "time": last.time,
                        "interfaces": {k: {"bytes_sent": s, "bytes_recv": r} for k, (s, r) in last.counters.items()}}
+        procs = self._processes(snap)
         return {
             "localchat": __version__,
             "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -122,15 +164,21 @@ class EvidenceReport:
                        "check_yourself": check_yourself(self.worker_pid, self.isolation)},
             "app": {
                 "monitored_since": snap.started if snap else None,
+                "monitored_since_process_start": snap.from_process_start if snap else False,
                 "outbound_internet_connections": snap.outbound_internet if snap else None,
                 "outbound_lan_connections": snap.outbound_lan if snap else None,
+                "socket_events_total": snap.events_total if snap else 0,
                 "socket_events": [e.to_dict() for e in snap.events] if snap else [],
                 "monitor_errors": list(snap.errors) if snap else [],
                 "audit_mode": guard.mode if guard else "not installed",
+                "audit_events_total": counts["total"] if counts else 0,
                 "audit_events": [e.to_dict() for e in audit],
-                "audit_refused": sum(e.verdict == "refused" for e in audit) if guard else None,
+                "audit_refused": counts["refused"] if counts else None,
+                "audit_unexpected_total": n_unexpected if counts else None,
                 "audit_unexpected": [e.to_dict() for e in unexpected],
             },
+            "processes": procs[0] if procs else None,
+            "processes_total": procs[1] if procs else None,
             "machine": machine,
             "lockdown": {i["name"]: i["value"] for i in items},
             "lockdown_effects": {i["name"]: i["effect"] for i in items},
@@ -182,10 +230,16 @@ class EvidenceReport:
             lines.append("  Check it yourself while the worker runs:")
             lines += [f"    {cmd:<52} # {expect}" for cmd, expect in checks]
         app = d["app"]
-        lines += ["", f"Outbound internet connections since launch: {app['outbound_internet_connections']}",
-                  f"Outbound LAN connections since launch: {app['outbound_lan_connections']}",
-                  f"Audit guard: {app['audit_mode']}; {len(app['audit_events'])} events, "
-                  f"{app['audit_refused']} refused, {len(app['audit_unexpected'])} unexpected"]
+        since = (f"since {clock(app['monitored_since'])}"
+                 + (" (localchat started)" if app.get("monitored_since_process_start") else "")
+                 if app["monitored_since"] else "since launch")
+        lines += ["", f"Outbound internet connections {since}: {app['outbound_internet_connections']}",
+                  f"Outbound LAN connections {since}: {app['outbound_lan_connections']}",
+                  f"Socket events: {app['socket_events_total']}"
+                  f"{_showing(len(app['socket_events']), app['socket_events_total'])}",
+                  f"Audit guard: {app['audit_mode']}; {app['audit_events_total']} events"
+                  f"{_showing(len(app['audit_events']), app['audit_events_total'])}, {app['audit_refused']} refused, "
+                  f"{app['audit_unexpected_total']} unexpected"]
         for e in [e for e in app["audit_events"] if e["verdict"] != "allowed-local"][-20:]:
             lines.append(f"  {clock(e['time'])} {e['event']:<20} {e['destination']:<28} {e['verdict']:<16} "
                          f"{e['label']:<14} {e['call_site']}")
@@ -194,6 +248,11 @@ class EvidenceReport:
                          f"{e['remote']} [{e['kind']}]")
         for err in app["monitor_errors"]:
             lines.append(f"  monitor: {err}")
+        procs = d.get("processes")
+        if procs is not None:
+            lines += ["", f"Processes localchat started this session: {d['processes_total']}"
+                          f"{_showing(len(procs), d['processes_total'])}"]
+            lines += [f"  {line}" for line in process_lines(procs)] or ["  none"]
         if d["machine"]:
             lines += ["", f"Interface counters ({d['machine']['label']}):"]
             for name, c in d["machine"]["interfaces"].items():

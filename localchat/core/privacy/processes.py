@@ -1,0 +1,235 @@
+"""Process log: every process localchat started during the session, alive or ended, and whether it was isolated.
+
+An audit hook records every launch made by Python code — ``subprocess.Popen``, ``os.posix_spawn``, ``os.system``,
+``os.spawn*``, ``os.fork``/``forkpty``, ``pty.spawn`` — with its command and time, before the child exists. A poll
+(the socket monitor's, about once a second) then finds the pid (from the ``Popen`` object while it lives, otherwise
+by matching the command against the app's new children) and every descendant the app has, including those started
+by native code or by a child; while a process lives it reads ``/proc/<pid>/ns/net`` against the app's own to say
+whether it is isolated; when the process is gone it marks the end.
+
+Honest limits: a process that lives less than a poll interval and whose ``Popen`` object is gone before the next
+poll is listed with its command and start but no pid, and its namespace was never read; a process started by native
+code and gone within a poll interval is not seen at all; "ended" is the first poll that found the process gone.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from localchat.core.privacy.sandbox import netns_id
+
+LAUNCH_EVENTS = frozenset(("subprocess.Popen", "os.posix_spawn", "os.system", "os.spawn", "os.fork", "os.forkpty",
+                           "pty.spawn", "os.startfile"))
+_SUBPROCESS_FILE = subprocess.__file__
+
+
+def process_start_time(pid: int | None = None) -> float:
+    """When the process (this one by default) started, as the kernel recorded it."""
+    return psutil.Process(pid or os.getpid()).create_time()
+
+
+@dataclass
+class ProcessRecord:
+    """One process localchat started (directly, or through a child)."""
+
+    command: str
+    started: float
+    how: str  # the launch event, or "seen running" for one started by native code or by a child
+    pid: int | None = None
+    parent: int | None = None
+    ended: float | None = None
+    netns: int | None = None  # the last one read while it lived
+    isolated: bool | None = None  # None: its namespace could not be read while it lived
+    argv: list[str] | None = None
+    create_time: float | None = None  # tells a reused pid from this process
+    _popen: weakref.ReferenceType[Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pid": self.pid, "command": self.command, "netns": self.netns, "isolated": self.isolated,
+                "started": self.started, "ended": self.ended, "how": self.how, "parent": self.parent}
+
+
+def _command(argv: Any) -> str:
+    if isinstance(argv, (str, bytes)):
+        text = argv.decode(errors="replace") if isinstance(argv, bytes) else argv
+    else:
+        text = shlex.join(os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a) for a in argv)
+    return text if len(text) <= 500 else text[:497] + "…"
+
+
+def _argv(args: Any) -> list[str] | None:
+    if isinstance(args, (list, tuple)):
+        return [os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a) for a in args]
+    return None
+
+
+class ProcessLog:
+    """The session's process record. Like the audit guard, one permanent hook forwards to the active log."""
+
+    _active: ProcessLog | None = None
+    _hooked = False
+    _hook_lock = threading.Lock()
+
+    def __init__(self, max_records: int = 5000) -> None:
+        self.pid = os.getpid()
+        self.records: deque[ProcessRecord] = deque(maxlen=max_records)
+        self.total = 0  # every process recorded, also those the bounded list no longer holds
+        self._pending: deque[ProcessRecord] = deque()  # filled by the hook: no lock, no I/O there
+        self._lock = threading.Lock()
+
+    def install(self) -> ProcessLog:
+        with ProcessLog._hook_lock:
+            ProcessLog._active = self
+            if not ProcessLog._hooked:
+                sys.addaudithook(ProcessLog._dispatch)
+                ProcessLog._hooked = True
+        return self
+
+    def uninstall(self) -> None:
+        with ProcessLog._hook_lock:
+            if ProcessLog._active is self:
+                ProcessLog._active = None
+
+    @classmethod
+    def active(cls) -> ProcessLog | None:
+        return cls._active
+
+    @staticmethod
+    def _dispatch(event: str, args: tuple[Any, ...]) -> None:
+        log = ProcessLog._active
+        if log is not None and event in LAUNCH_EVENTS and os.getpid() == log.pid:  # not in a forked child
+            try:
+                log._on_launch(event, args, sys._getframe(1))
+            except Exception:  # recording must never stop the launch; the poll still finds the child
+                pass
+
+    def _on_launch(self, event: str, args: tuple[Any, ...], caller: Any) -> None:
+        popen = None
+        if event == "subprocess.Popen":
+            argv = args[1]
+            candidate = caller.f_locals.get("self") if caller is not None else None
+            if isinstance(candidate, subprocess.Popen):
+                popen = weakref.ref(candidate)
+        elif event == "os.posix_spawn":
+            if caller is not None and caller.f_code.co_filename == _SUBPROCESS_FILE:
+                return  # subprocess.Popen spawning: already recorded from its own event
+            argv = args[1]
+        elif event == "os.spawn":
+            argv = args[2]
+        elif event == "os.system":
+            argv = ["sh", "-c", os.fsdecode(args[0])]  # what system(3) runs, as /proc shows it
+        elif event in ("pty.spawn", "os.startfile"):
+            argv = args[0]
+        else:  # os.fork / os.forkpty: a copy of this program
+            argv = list(sys.orig_argv)
+        self._pending.append(ProcessRecord(_command(argv), time.time(), event, argv=_argv(argv), _popen=popen))
+
+    # -- poll ----------------------------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Give launches their pid, add descendants not seen before, read namespaces, mark processes gone."""
+        now = time.time()
+        with self._lock:
+            try:
+                children = psutil.Process(self.pid).children(recursive=True)
+            except psutil.Error:
+                children = []
+            # after listing the children: a launch is recorded before its child exists, so every child listed
+            # has its launch (if any) among the records by now
+            while self._pending:
+                self._add(self._pending.popleft())
+            known = {(r.pid, r.create_time) for r in self.records if r.pid is not None}
+            for rec in self.records:  # pids from the Popen objects still alive
+                if rec.pid is None and rec._popen is not None and (p := rec._popen()) is not None \
+                        and getattr(p, "pid", None):
+                    rec.pid, rec.parent = p.pid, self.pid
+            for child in children:
+                try:
+                    key = (child.pid, child.create_time())
+                except psutil.Error:
+                    continue
+                if key in known:
+                    continue
+                found = self._claim(child)
+                if found is None:
+                    found = self._seen(child)
+                    if found is None:
+                        continue
+                    self._add(found)
+                found.create_time = key[1]  # from now on a different process under this pid is not this one
+                known.add(key)
+            own = netns_id()
+            for rec in self.records:
+                if rec.ended is None:
+                    self._check(rec, own, now)
+
+    def _add(self, rec: ProcessRecord) -> None:
+        self.records.append(rec)
+        self.total += 1
+
+    def _claim(self, child: psutil.Process) -> ProcessRecord | None:
+        """The recorded launch this new child belongs to: same pid, or (its Popen gone) the same command."""
+        try:
+            ppid, cmdline = child.ppid(), child.cmdline()
+        except psutil.Error:
+            return None
+        for rec in self.records:
+            if rec.ended is None and rec.pid == child.pid and rec.create_time is None:
+                return rec
+        if ppid != self.pid:
+            return None
+        for rec in self.records:
+            if rec.pid is None and rec.ended is None and rec.argv is not None and rec.argv == cmdline:
+                rec.pid, rec.parent = child.pid, ppid
+                return rec
+        return None
+
+    def _seen(self, child: psutil.Process) -> ProcessRecord | None:
+        """A descendant no launch of ours accounts for: started by a child, or by native code."""
+        try:
+            with child.oneshot():
+                cmdline, started, ppid = child.cmdline(), child.create_time(), child.ppid()
+                name = child.name()
+        except psutil.Error:
+            return None
+        return ProcessRecord(_command(cmdline) if cmdline else f"[{name}]", started, "seen running", pid=child.pid,
+                             parent=ppid, argv=cmdline)
+
+    def _check(self, rec: ProcessRecord, own: int | None, now: float) -> None:
+        if rec.pid is None:
+            p = rec._popen() if rec._popen is not None else None
+            if p is None or p.returncode is not None:
+                rec.ended = now  # no pid and no live Popen: it ended (and was reaped) before the poll saw it
+            return
+        try:
+            proc = psutil.Process(rec.pid)
+            alive = (rec.create_time is None or abs(proc.create_time() - rec.create_time) < 0.01) and \
+                proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            alive = False
+        ns = netns_id(rec.pid) if alive else None
+        if ns is None:
+            rec.ended = now
+            return
+        rec.netns = ns
+        rec.isolated = own is not None and ns != own
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r.to_dict() for r in self.records]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {"total": self.total, "kept": len(self.records),
+                    "running": sum(r.ended is None for r in self.records)}
