@@ -125,3 +125,74 @@ def split_gguf(src: Path, out_dir: Path, parts: int = 3) -> list[Path]:
     w.write_tensors_to_file()
     w.close()
     return sorted(out_dir.glob(f"{stem}-*-of-*.gguf"))
+
+
+def write_qwen3moe_shape(path: Path, *, n_layers: int = 4, n_embd: int = 2048, n_heads: int = 32, n_kv: int = 4,
+                         head_dim: int = 128, n_experts: int = 128, n_used: int = 8, n_ff_exp: int = 768,
+                         n_vocab: int = 151936, name: str = "Qwen3-30B-A3B shape") -> Path:
+    """A mixture-of-experts shape (Qwen3-30B-A3B's layer, fewer layers) that llama.cpp loads: Q4_K experts."""
+    w = gguf.GGUFWriter(str(path), "qwen3moe")
+    w.add_name(name)
+    w.add_block_count(n_layers)
+    w.add_context_length(40960)
+    w.add_embedding_length(n_embd)
+    w.add_feed_forward_length(6144)
+    w.add_expert_feed_forward_length(n_ff_exp)
+    w.add_head_count(n_heads)
+    w.add_head_count_kv(n_kv)
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_expert_count(n_experts)
+    w.add_expert_used_count(n_used)
+    w.add_rope_freq_base(1_000_000.0)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list([f"t{i}" for i in range(n_vocab)])
+    w.add_token_types([1] * n_vocab)
+    w.add_token_merges(["t 1", "t 2"])
+    w.add_eos_token_id(n_vocab - 1)
+    w.add_bos_token_id(n_vocab - 2)
+    q, kv = n_heads * head_dim, n_kv * head_dim
+    tensors: list[tuple[str, tuple[int, ...], gguf.GGMLQuantizationType]] = [
+        ("token_embd.weight", (n_vocab, n_embd), Q.Q4_K)]
+    for i in range(n_layers):
+        tensors += [
+            (f"blk.{i}.attn_norm.weight", (n_embd,), Q.F32),
+            (f"blk.{i}.attn_q.weight", (q, n_embd), Q.Q4_K),
+            (f"blk.{i}.attn_k.weight", (kv, n_embd), Q.Q4_K),
+            (f"blk.{i}.attn_v.weight", (kv, n_embd), Q.Q6_K),
+            (f"blk.{i}.attn_q_norm.weight", (head_dim,), Q.F32),
+            (f"blk.{i}.attn_k_norm.weight", (head_dim,), Q.F32),
+            (f"blk.{i}.attn_output.weight", (n_embd, q), Q.Q4_K),
+            (f"blk.{i}.ffn_norm.weight", (n_embd,), Q.F32),
+            (f"blk.{i}.ffn_gate_inp.weight", (n_experts, n_embd), Q.F32),
+            (f"blk.{i}.ffn_gate_exps.weight", (n_experts, n_ff_exp, n_embd), Q.Q4_K),
+            (f"blk.{i}.ffn_up_exps.weight", (n_experts, n_ff_exp, n_embd), Q.Q4_K),
+            (f"blk.{i}.ffn_down_exps.weight", (n_experts, n_embd, n_ff_exp), Q.Q6_K),
+        ]
+    tensors += [("output_norm.weight", (n_embd,), Q.F32), ("output.weight", (n_vocab, n_embd), Q.Q6_K)]
+    return _write_sparse(w, path, tensors)
+
+
+def _write_sparse(w: gguf.GGUFWriter, path: Path,
+                  tensors: list[tuple[str, tuple[int, ...], gguf.GGMLQuantizationType]]) -> Path:
+    total = 0
+    for tname, shape, qtype in tensors:
+        nb = _nbytes(shape, qtype)
+        if qtype == Q.F32:
+            w.add_tensor_info(tname, shape, np.dtype(np.float32), nb, raw_dtype=qtype)
+        else:
+            block, size = gguf.GGML_QUANT_SIZES[qtype]
+            w.add_tensor_info(tname, (*shape[:-1], shape[-1] // block * size), np.dtype(np.uint8), nb,
+                              raw_dtype=qtype)
+        total += nb + (-nb % 32)
+    w.write_header_to_file(path)
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    w.close()
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.truncate(size + (-size % 32) + total)  # sparse: the data reads as zeros and takes no disk
+    return path

@@ -1,18 +1,24 @@
 """The Models page: installed models, the catalogue of distilled checkpoints with a fit badge for this machine,
-downloads with progress / pause / cancel, import by file dialog or drag-and-drop, delete with confirmation.
+Hugging Face search, downloads with progress / pause / resume / cancel, import by file dialog or drag-and-drop,
+delete with confirmation, GGUF metadata.
 
-Downloads and the fit computation (hardware detection runs a subprocess) happen off the GUI thread.
+Nothing here touches the network unless the user clicks Search, Refresh or Download. Every slow action — hardware
+detection for the fit badges, Hub requests, downloads, copying an imported file — runs in a QThread; results reach
+the page through queued signals on its slots. Downloads that were paused, interrupted or left by a closed app are
+found again at start-up (their manifests) and offered for resuming; they never resume by themselves.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -20,6 +26,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QMessageBox,
     QProgressBar,
     QPushButton,
@@ -30,19 +37,66 @@ from PySide6.QtWidgets import (
 )
 
 from localchat.context import AppContext
-from localchat.core.models.catalogue import Catalogue, CatalogueEntry, CatalogueQuant
-from localchat.core.models.download import DownloadJob, DownloadProgress, DownloadStopped, pull
-from localchat.core.models.hub import RemoteFile, RemoteModel
-from localchat.core.models.library import import_file, remove_model
+from localchat.core.models.catalogue import Catalogue, CatalogueEntry, CatalogueQuant, RefreshReport
+from localchat.core.models.download import (
+    DownloadJob,
+    DownloadProgress,
+    DownloadStopped,
+    PendingDownload,
+    pending_downloads,
+    pull,
+)
+from localchat.core.models.hub import RemoteModel
+from localchat.core.models.library import LibraryEntry, import_file, remove_model
 from localchat.errors import LocalChatError
+from localchat.gui import theme
 
 log = logging.getLogger(__name__)
-BADGES = {"full_gpu": ("Runs on GPU", "#1a7f37"), "partial": ("GPU + CPU", "#9a6700"),
-          "cpu": ("CPU only", "#0969da"), "too_large": ("Too large", "#cf222e")}
+BADGES = {"full_gpu": "Runs on GPU", "partial": "GPU + CPU", "cpu": "CPU only", "too_large": "Too large"}
+
+
+def _badge_color(verdict: str) -> str:
+    t = theme.current()
+    return {"full_gpu": t.ok_text, "partial": t.warn_text, "cpu": t.accent, "too_large": t.error_text}.get(
+        verdict, t.muted)
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+class BackgroundCall(QObject):
+    """Runs one function in its own QThread.
+
+    Signals:
+        succeeded(str, object): the task's kind and the function's result.
+        failed(str, str): the task's kind and a message fit for the user.
+    """
+
+    succeeded = Signal(str, object)
+    failed = Signal(str, str)
+
+    def __init__(self, kind: str, fn: Callable[[], Any]) -> None:
+        super().__init__()
+        self.kind = kind
+        self.fn = fn
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            result = self.fn()
+        except (LocalChatError, OSError) as exc:
+            self.failed.emit(self.kind, str(exc))
+            return
+        except Exception as exc:  # a bug: logged, and said, never swallowed
+            log.exception("%s failed", self.kind)
+            self.failed.emit(self.kind, f"unexpected error: {exc!r}")
+            return
+        self.succeeded.emit(self.kind, result)
 
 
 class DownloadRunner(QObject):
-    """Runs one DownloadJob in its own thread.
+    """Runs one DownloadJob (then registers the model) in its own thread.
 
     Signals:
         progress(object): DownloadProgress.
@@ -56,246 +110,602 @@ class DownloadRunner(QObject):
     failed = Signal(str)
     stopped = Signal(bool)
 
-    def __init__(self, ctx: AppContext, model: RemoteModel, endpoint: str | None = None) -> None:
+    def __init__(self, ctx: AppContext, model: RemoteModel, endpoint: str | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.ctx = ctx
         self.model = model
+        self.extra = extra
         self.job = DownloadJob(model, ctx.models_dir, endpoint=endpoint, progress=self.progress.emit)
 
     @Slot()
     def run(self) -> None:
         try:
-            entry = pull(self.model, self.ctx.library, self.ctx.models_dir, job=self.job)
+            entry = pull(self.model, self.ctx.library, self.ctx.models_dir, job=self.job, extra=self.extra)
             self.finished.emit(entry)
         except DownloadStopped as exc:
             self.stopped.emit(exc.paused)
         except LocalChatError as exc:
             self.failed.emit(str(exc))
+        except Exception as exc:
+            log.exception("download failed")
+            self.failed.emit(f"unexpected error: {exc!r}")
 
 
 class DownloadRow(QWidget):
-    """One download's progress line. Lives in the GUI thread: the runner's signals reach its slots queued.
+    """One download's line: title, progress bar, bytes / speed / ETA, Pause↔Resume, Cancel (Dismiss when over).
+
+    Lives in the GUI thread: the runner's signals reach its slots queued.
 
     Signals:
-        done(str, str, bool): key, message, whether it failed.
+        done(str, str, str): key, message, state ("installed", "failed", "paused", "cancelled").
+        pauseRequested(str): key.
+        resumeRequested(str): key.
+        cancelRequested(str): key.
     """
 
-    done = Signal(str, str, bool)
+    done = Signal(str, str, str)
+    pauseRequested = Signal(str)
+    resumeRequested = Signal(str)
+    cancelRequested = Signal(str)
 
-    def __init__(self, key: str, title: str, parent: QWidget | None = None) -> None:
+    def __init__(self, key: str, title: str, model: RemoteModel, extra: dict[str, Any] | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.key = key
+        self.model = model
+        self.extra = extra  # what the library entry will remember (catalogue recommendations)
+        self.state = "running"
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 2, 0, 2)
         self.label = QLabel(title)
+        self.label.setMinimumWidth(220)
         self.bar = QProgressBar(maximum=1000)
+        self.bar.setTextVisible(True)
+        self.bar.setFormat("%p%")
         self.status = QLabel("starting…")
+        self.status.setObjectName("hint")
+        self.status.setMinimumWidth(260)
         self.pause = QPushButton("Pause")
+        self.pause.clicked.connect(self._pause_or_resume)
         self.cancel = QPushButton("Cancel")
+        self.cancel.clicked.connect(self._cancel)
         for w in (self.label, self.bar, self.status, self.pause, self.cancel):
             lay.addWidget(w)
         lay.setStretch(1, 1)
 
+    def set_fraction(self, done: int, total: int) -> None:
+        self.bar.setValue(int(1000 * done / max(1, total)))
+
+    @Slot()
+    def _pause_or_resume(self) -> None:
+        if self.state == "paused" or self.state == "failed":
+            self.resumeRequested.emit(self.key)
+        else:
+            self.pause.setEnabled(False)
+            self.status.setText("pausing…")
+            self.pauseRequested.emit(self.key)
+
+    @Slot()
+    def _cancel(self) -> None:
+        self.cancelRequested.emit(self.key)
+
+    def show_state(self, state: str, message: str) -> None:
+        self.state = state
+        self.status.setText(message)
+        self.status.setObjectName("formError" if state == "failed" else "hint")
+        self.status.style().unpolish(self.status)
+        self.status.style().polish(self.status)
+        over = state in ("installed", "cancelled")
+        self.pause.setVisible(not over)
+        self.pause.setEnabled(True)
+        self.pause.setText("Resume" if state in ("paused", "failed") else "Pause")
+        self.cancel.setText("Dismiss" if over else "Cancel")
+
     @Slot(object)
     def on_progress(self, p: DownloadProgress) -> None:
-        self.bar.setValue(int(1000 * p.done_bytes / max(1, p.total_bytes)))
-        eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
-        self.status.setText(f"{p.done_bytes / 1e6:.0f}/{p.total_bytes / 1e6:.0f} MB, {p.speed_bps / 1e6:.1f} MB/s{eta}")
+        done, total = (p.model_done, p.model_total) if p.model_total else (p.done_bytes, p.total_bytes)
+        self.set_fraction(done, total)
+        eta = f", {_duration(p.eta_s)} left" if p.eta_s is not None else ""
+        part = f" (part {p.part}/{p.parts})" if p.parts > 1 else ""
+        self.status.setText(f"{done / 1e6:,.0f} / {total / 1e6:,.0f} MB, {p.speed_bps / 1e6:.1f} MB/s{eta}{part}")
 
     @Slot(object)
     def on_finished(self, entry: Any) -> None:
-        self.done.emit(self.key, f"installed as {entry.name}", False)
+        self.set_fraction(1, 1)
+        self.done.emit(self.key, f"installed as {entry.name} (sha256 verified)", "installed")
 
     @Slot(str)
     def on_failed(self, message: str) -> None:
-        self.done.emit(self.key, message, True)
+        self.done.emit(self.key, message, "failed")
 
     @Slot(bool)
     def on_stopped(self, paused: bool) -> None:
-        self.done.emit(self.key, "paused — download again to resume" if paused else "cancelled", False)
+        if paused:
+            self.done.emit(self.key, "paused — resumes where it stopped, also after a restart", "paused")
+        else:
+            self.done.emit(self.key, "cancelled; partial files removed", "cancelled")
+
+
+def _duration(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else f"{s // 60} min {s % 60:02d} s" \
+        if s >= 60 else f"{s} s"
 
 
 class ModelsPage(QWidget):
     """Signals:
         libraryChanged: the installed models changed (the main window refreshes its model picker).
-        fitsReady(dict): fit verdicts computed off the GUI thread.
+        fitsReady(object): fit verdicts computed off the GUI thread (``{"id:quant": verdict}``, machine).
     """
 
     libraryChanged = Signal()
-    fitsReady = Signal(dict)
+    fitsReady = Signal(object)
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None, endpoint: str | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.endpoint = endpoint
         self.catalogue = Catalogue(ctx.paths.cache_dir)
-        self.downloads: dict[str, tuple[QThread, DownloadRunner, DownloadRow]] = {}
+        self.runners: dict[str, tuple[QThread, DownloadRunner]] = {}
+        self.rows: dict[str, DownloadRow] = {}
+        self.tasks: list[tuple[QThread, BackgroundCall]] = []
         self.fits: dict[str, str] = {}
+        self.ram_total: int | None = None
+        self.mode = "catalogue"  # or "search", "files"
+        self.search_results: list[dict[str, Any]] = []
+        self.repo_files: list[RemoteModel] = []
+        self.repo_shown = ""
         self._fits_started = False
         self.setAcceptDrops(True)
         lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
 
         inst = QGroupBox("Installed")
         il = QVBoxLayout(inst)
-        self.installed = QTableWidget(0, 5)
-        self.installed.setHorizontalHeaderLabels(["name", "size", "quant", "source", "file"])
+        self.installed = QTableWidget(0, 6)
+        self.installed.setHorizontalHeaderLabels(["name", "size", "quant", "kind", "source", "file"])
         self._style_table(self.installed)
+        self.installed.itemSelectionChanged.connect(self._update_buttons)
+        self.installed.itemDoubleClicked.connect(self.show_details)
         il.addWidget(self.installed)
         row = QHBoxLayout()
         self.import_button = QPushButton("Import .gguf…")
         self.import_button.clicked.connect(self.import_dialog)
+        self.details_button = QPushButton("Details…")
+        self.details_button.clicked.connect(self.show_details)
         self.delete_button = QPushButton("Delete…")
         self.delete_button.clicked.connect(self.delete_selected)
-        hint = QLabel("or drop .gguf files here")
-        hint.setStyleSheet("color: gray")
-        for w in (self.import_button, self.delete_button, hint):
+        self.drop_hint = QLabel("or drop .gguf files on this page")
+        self.drop_hint.setObjectName("hint")
+        for w in (self.import_button, self.details_button, self.delete_button, self.drop_hint):
             row.addWidget(w)
         row.addStretch(1)
         il.addLayout(row)
         lay.addWidget(inst, 2)
-
-        cat = QGroupBox("Catalogue of distilled models")
-        cl = QVBoxLayout(cat)
-        self.table = QTableWidget(0, 6)
-        self.table.setHorizontalHeaderLabels(["model", "quant", "size", "on this machine", "license", ""])
-        self._style_table(self.table)
-        self.table.horizontalHeader().setStretchLastSection(False)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        cl.addWidget(self.table)
-        crow = QHBoxLayout()
-        self.refresh_button = QPushButton("Refresh from Hugging Face")
-        self.refresh_button.setToolTip("Fetches exact sizes and sha256 from the Hub: a network request you start")
-        self.refresh_button.clicked.connect(self.refresh_catalogue)
-        self.note = QLabel("Works offline. Downloads are the only thing that ever uses the network.")
-        self.note.setStyleSheet("color: gray")
-        crow.addWidget(self.refresh_button)
-        crow.addWidget(self.note, 1)
-        cl.addLayout(crow)
-        lay.addWidget(cat, 3)
 
         self.dl_box = QGroupBox("Downloads")
         self.dl_layout = QVBoxLayout(self.dl_box)
         self.dl_box.setVisible(False)
         lay.addWidget(self.dl_box)
 
+        get = QGroupBox("Get models")
+        gl = QVBoxLayout(get)
+        srow = QHBoxLayout()
+        self.search_field = QLineEdit()
+        self.search_field.setPlaceholderText("Search Hugging Face for GGUF models, e.g. “R1 distill 14B”")
+        self.search_field.returnPressed.connect(self.search_hub)
+        self.search_button = QPushButton("Search Hugging Face")
+        self.search_button.clicked.connect(self.search_hub)
+        self.back_button = QPushButton("← Catalogue")
+        self.back_button.clicked.connect(self.show_catalogue)
+        self.refresh_button = QPushButton("Refresh from Hugging Face")
+        self.refresh_button.setToolTip("Fetches exact sizes and sha256 of the catalogue's files from the Hub: "
+                                       "a network request you start")
+        self.refresh_button.clicked.connect(self.refresh_catalogue)
+        for sw in (self.search_field, self.search_button, self.back_button, self.refresh_button):
+            srow.addWidget(sw)
+        srow.setStretch(0, 1)
+        gl.addLayout(srow)
+        self.where = QLabel()
+        self.where.setObjectName("settingsSection")
+        gl.addWidget(self.where)
+        self.table = QTableWidget(0, 6)
+        self._style_table(self.table)
+        self.table.horizontalHeader().setStretchLastSection(False)
+        self.table.itemSelectionChanged.connect(self._show_row_details)
+        gl.addWidget(self.table)
+        self.details = QLabel()
+        self.details.setObjectName("hint")
+        self.details.setWordWrap(True)
+        gl.addWidget(self.details)
+        self.note = QLabel("Works offline. Search, Refresh and Download are the only things that use the network, "
+                           "and only when you click them.")
+        self.note.setObjectName("hint")
+        self.note.setWordWrap(True)
+        gl.addWidget(self.note)
+        lay.addWidget(get, 3)
+
         self.fitsReady.connect(self._on_fits)
+        for p in pending_downloads(ctx.models_dir):
+            self._add_pending(p)
         self.refresh()
 
     @staticmethod
     def _style_table(t: QTableWidget) -> None:
         t.verticalHeader().setVisible(False)
         t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        t.setAlternatingRowColors(True)
         t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         t.horizontalHeader().setStretchLastSection(True)
 
-    # -- listing -----------------------------------------------------------------------------------------
+    # -- background work ---------------------------------------------------------------------------------
+
+    def _background(self, kind: str, fn: Callable[[], Any]) -> None:
+        thread = QThread(self)
+        call = BackgroundCall(kind, fn)
+        call.moveToThread(thread)
+        call.succeeded.connect(self._on_task_done)
+        call.failed.connect(self._on_task_failed)
+        thread.started.connect(call.run)
+        self.tasks.append((thread, call))
+        thread.start()
+
+    def _finish_task(self, kind: str) -> None:
+        for thread, call in list(self.tasks):
+            if call.kind == kind:
+                thread.quit()
+                thread.wait()
+                self.tasks.remove((thread, call))
+                break
+        self._update_buttons()
+
+    def busy(self, kind: str) -> bool:
+        return any(call.kind == kind for _t, call in self.tasks)
+
+    @Slot(str, object)
+    def _on_task_done(self, kind: str, result: Any) -> None:
+        self._finish_task(kind)
+        if kind == "search":
+            self.search_results = result
+            self.mode = "search"
+            self.note.setText(f"{len(result)} GGUF repos on Hugging Face. Pick one and click Files… to see its "
+                              f"models by quantisation.")
+        elif kind == "files":
+            self.repo_files = result
+            self.mode = "files"
+            self.note.setText(f"{len(result)} models in {self.repo_shown}, sizes and sha256 from the Hub. Split "
+                              f"models (-00001-of-0000N) are downloaded as one.")
+        elif kind == "refresh":
+            report: RefreshReport = result
+            failed = f"; not reachable: {', '.join(report.failed)}" if report.failed else ""
+            self.note.setText(f"Catalogue refreshed from Hugging Face: {report.updated_files} files now have exact "
+                              f"sizes and sha256{failed}.")
+        elif kind.startswith("import:"):
+            entry: LibraryEntry = result
+            self.note.setText(f"Imported {entry.name}")
+            self.libraryChanged.emit()
+        self.refresh()
+
+    @Slot(str, str)
+    def _on_task_failed(self, kind: str, message: str) -> None:
+        self._finish_task(kind)
+        if kind.startswith("import:"):
+            QMessageBox.warning(self, "Import failed", f"{Path(kind[7:]).name}: {message}")
+        else:
+            self.note.setText(message)
+        self.refresh()
+
+    # -- fit badges --------------------------------------------------------------------------------------
 
     def showEvent(self, e: Any) -> None:
         if not self._fits_started:
             self._fits_started = True
+            import threading
+
             threading.Thread(target=self._compute_fits, name="fit-badges", daemon=True).start()
         super().showEvent(e)
 
     def _compute_fits(self) -> None:
-        from localchat.core.hardware.sizing import fit_verdict, this_machine
+        from localchat.core.hardware.sizing import fit_catalogue_quant, this_machine
 
         out: dict[str, str] = {}
+        ram: int | None = None
         try:
-            machine = this_machine()
+            machine = this_machine(isolation=self.ctx.isolation_policy)  # llama.cpp probed in the sandboxed worker
+            ram = machine.ram_total
             for e in self.catalogue.entries():
                 for q in e.quants:
-                    out[f"{e.id}:{q.quant}"] = fit_verdict(
-                        q.size, e.shape.get("n_layers", 32), min(e.context, 8192), machine,
-                        n_embd=e.shape.get("n_embd", 4096), n_kv_heads=e.shape.get("n_kv_heads", 8),
-                        head_dim=e.shape.get("head_dim", 128), n_vocab=e.shape.get("n_vocab", 32000))
+                    out[f"{e.id}:{q.quant}"] = fit_catalogue_quant(e, q, machine=machine).verdict
         except Exception:  # badges are a nicety: never take the page down
             log.exception("fit badges failed")
-        self.fitsReady.emit(out)
+        self.fitsReady.emit((out, ram))
 
-    @Slot(dict)
-    def _on_fits(self, fits: dict[str, str]) -> None:
-        self.fits = fits
+    @Slot(object)
+    def _on_fits(self, result: tuple[dict[str, str], int | None]) -> None:
+        self.fits, self.ram_total = result
         self.refresh()
+
+    # -- listing -----------------------------------------------------------------------------------------
 
     def refresh(self) -> None:
         entries = self.ctx.library.entries()
         self.installed.setRowCount(len(entries))
         for i, e in enumerate(entries):
-            for j, v in enumerate((e.name, f"{e.size / 1e9:.2f} GB", str(e.extra.get("quant", "")), e.source,
-                                   e.path + ("" if e.file.is_file() else "  (missing)"))):
+            kind = "R1 distill" if e.extra.get("r1_distill") else "chat"
+            values = (e.name, _gb(e.size), str(e.extra.get("quant", "")), kind, e.source.replace("huggingface:", "🤗 "),
+                      e.path + ("" if e.present else "  (missing)"))
+            for j, v in enumerate(values):
                 item = QTableWidgetItem(v)
                 item.setData(Qt.ItemDataRole.UserRole, e.name)
+                if j == 5:
+                    item.setToolTip("\n".join(str(p) for p in e.files))
                 self.installed.setItem(i, j, item)
+        installed_files = {Path(p).name for e in entries for p in e.files}
+        if self.mode == "search":
+            self._fill_search()
+        elif self.mode == "files":
+            self._fill_files(installed_files)
+        else:
+            self._fill_catalogue(installed_files)
+        self._update_buttons()
+
+    def _set_columns(self, labels: list[str]) -> None:
+        self.table.setRowCount(0)
+        self.table.clear()
+        self.table.setColumnCount(len(labels))
+        self.table.setHorizontalHeaderLabels(labels)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+
+    def _action_cell(self, row: int, text: str, slot: Callable[[], Any], tooltip: str = "") -> None:
+        b = QPushButton(text)
+        b.setToolTip(tooltip)
+        b.clicked.connect(lambda _checked=False: slot())
+        self.table.setCellWidget(row, self.table.columnCount() - 1, b)
+
+    def _fill_catalogue(self, installed_files: set[str]) -> None:
+        when = self.catalogue.refreshed
+        self.where.setText("Catalogue of distilled models" + (
+            f" · refreshed {time.strftime('%Y-%m-%d %H:%M', time.localtime(when))}" if when else ""))
+        self._set_columns(["model", "quant", "size", "on this machine", "license", ""])
         rows = [(e, q) for e in self.catalogue.entries() for q in e.quants]
         self.table.setRowCount(len(rows))
-        installed_files = {Path(e.path).name for e in entries}
+        downloading = {r.model.repo + "/" + r.model.files[0].path for r in self.rows.values()
+                       if r.state in ("running", "paused", "failed")}
         for i, (ce, q) in enumerate(rows):
             title = QTableWidgetItem(ce.title)
-            title.setToolTip(ce.description)
+            title.setData(Qt.ItemDataRole.UserRole, (ce.id, q.quant))
             self.table.setItem(i, 0, title)
             self.table.setItem(i, 1, QTableWidgetItem(q.quant))
-            self.table.setItem(i, 2, QTableWidgetItem(f"{q.size / 1e9:.1f} GB"))
-            text, color = BADGES.get(self.fits.get(f"{ce.id}:{q.quant}") or "", ("checking…", "gray"))
-            badge = QTableWidgetItem(text)
-            badge.setData(Qt.ItemDataRole.ForegroundRole, _color(color))
+            parts = f" ({len(q.files)} parts)" if len(q.files) > 1 else ""
+            self.table.setItem(i, 2, QTableWidgetItem(_gb(q.size) + parts))
+            verdict = self.fits.get(f"{ce.id}:{q.quant}") or ""
+            badge = QTableWidgetItem(BADGES.get(verdict, "checking…" if not self.fits else "?"))
+            badge.setForeground(QBrush(QColor(_badge_color(verdict))))
+            badge.setToolTip("From the offload planner for this machine's GPUs and RAM at an 8k context "
+                             "(docs/SIZING.md)")
             self.table.setItem(i, 3, badge)
             self.table.setItem(i, 4, QTableWidgetItem(ce.license))
-            if q.file in installed_files:
-                self.table.removeCellWidget(i, 5)
+            if all(Path(f.path).name in installed_files for f in q.files):
                 self.table.setItem(i, 5, QTableWidgetItem("installed"))
-            elif f"{ce.repo}/{q.file}" not in self.downloads:
-                b = QPushButton("Download")
-                b.clicked.connect(lambda _=False, ce=ce, q=q: self.start_download(ce, q))
-                self.table.setCellWidget(i, 5, b)
+            elif f"{ce.repo}/{q.file}" in downloading:
+                self.table.setItem(i, 5, QTableWidgetItem("in Downloads"))
+            else:
+                self._action_cell(i, "Download", partial(self.start_download, ce, q),
+                                  f"{ce.repo}/{q.file}")
+
+    def _fill_search(self) -> None:
+        self.where.setText(f"Hugging Face: “{self.search_field.text().strip()}”")
+        self._set_columns(["repo", "downloads", "likes", "access", ""])
+        self.table.setRowCount(len(self.search_results))
+        for i, r in enumerate(self.search_results):
+            item = QTableWidgetItem(r["repo"])
+            item.setData(Qt.ItemDataRole.UserRole, r["repo"])
+            self.table.setItem(i, 0, item)
+            self.table.setItem(i, 1, QTableWidgetItem(f"{r.get('downloads') or 0:,}"))
+            self.table.setItem(i, 2, QTableWidgetItem(f"{r.get('likes') or 0:,}"))
+            self.table.setItem(i, 3, QTableWidgetItem("gated: needs a login" if r.get("gated") else "public"))
+            self._action_cell(i, "Files…", partial(self.list_files, r["repo"]))
+
+    def _fill_files(self, installed_files: set[str]) -> None:
+        self.where.setText(f"{self.repo_shown} on Hugging Face")
+        self._set_columns(["model", "quant", "size", "on this machine", ""])
+        self.table.setRowCount(len(self.repo_files))
+        for i, m in enumerate(self.repo_files):
+            item = QTableWidgetItem(m.name + (f"  ({len(m.files)} parts)" if len(m.files) > 1 else ""))
+            item.setData(Qt.ItemDataRole.UserRole, m.name)
+            self.table.setItem(i, 0, item)
+            self.table.setItem(i, 1, QTableWidgetItem(m.quant))
+            self.table.setItem(i, 2, QTableWidgetItem(_gb(m.size)))
+            fit = ("?" if self.ram_total is None else
+                   "fits in RAM" if m.size * 1.2 < self.ram_total else "larger than RAM")
+            cell = QTableWidgetItem(fit)
+            cell.setToolTip("File size against this machine's RAM (the planner needs the catalogue's shape figures)")
+            self.table.setItem(i, 3, cell)
+            if all(Path(f.path).name in installed_files for f in m.files):
+                self.table.setItem(i, 4, QTableWidgetItem("installed"))
+            elif f"{m.repo}/{m.name}" in self.rows and self.rows[f"{m.repo}/{m.name}"].state != "cancelled":
+                self.table.setItem(i, 4, QTableWidgetItem("in Downloads"))
+            else:
+                self._action_cell(i, "Download", partial(self.start_remote, m, m.name))
+
+    @Slot()
+    def _show_row_details(self) -> None:
+        rows = {i.row() for i in self.table.selectedItems()}
+        if self.mode != "catalogue" or not rows:
+            self.details.setText("")
+            return
+        item = self.table.item(min(rows), 0)
+        entry_id, quant = item.data(Qt.ItemDataRole.UserRole) if item is not None else (None, None)
+        ce = self.catalogue.get(entry_id) if entry_id else None
+        if ce is None:
+            return
+        sampling = ", ".join(f"{k} {v:g}" for k, v in ce.sampling.items())
+        self.details.setText(f"{ce.description} Recommended: {sampling}, context {ce.context:,}. {ce.repo} · "
+                             f"{quant} · {ce.license}")
+
+    @Slot()
+    def _update_buttons(self) -> None:
+        selected = bool(self.installed.selectedItems())
+        self.details_button.setEnabled(selected)
+        self.delete_button.setEnabled(selected)
+        self.back_button.setVisible(self.mode != "catalogue")
+        self.refresh_button.setVisible(self.mode == "catalogue")
+        self.refresh_button.setEnabled(not self.busy("refresh"))
+        self.search_button.setEnabled(not self.busy("search") and not self.busy("files"))
+
+    # -- Hub: search, files, refresh ---------------------------------------------------------------------
+
+    @Slot()
+    def search_hub(self) -> None:
+        from localchat.core.models.hub import search
+
+        query = self.search_field.text().strip()
+        if not query or self.busy("search"):
+            return
+        self.note.setText(f"Searching Hugging Face for “{query}”…")
+        endpoint = self.endpoint
+        self._background("search", lambda: search(query, endpoint=endpoint))
+        self._update_buttons()
+
+    def list_files(self, repo: str) -> None:
+        from localchat.core.models.hub import repo_models
+
+        if self.busy("files"):
+            return
+        self.repo_shown = repo
+        self.note.setText(f"Listing the GGUF files of {repo}…")
+        endpoint = self.endpoint
+        self._background("files", lambda: repo_models(repo, endpoint=endpoint))
+        self._update_buttons()
+
+    @Slot()
+    def show_catalogue(self) -> None:
+        self.mode = "catalogue"
+        self.note.setText("Works offline. Search, Refresh and Download are the only things that use the network, "
+                          "and only when you click them.")
+        self.refresh()
+
+    @Slot()
+    def refresh_catalogue(self) -> None:
+        if self.busy("refresh"):
+            return
+        self.note.setText("Asking Hugging Face for the catalogue's exact file sizes and sha256…")
+        catalogue, endpoint = self.catalogue, self.endpoint
+        self._background("refresh", lambda: catalogue.refresh(endpoint=endpoint))
+        self._update_buttons()
 
     # -- downloads ---------------------------------------------------------------------------------------
 
     def start_download(self, entry: CatalogueEntry, quant: CatalogueQuant) -> DownloadRunner:
-        model = RemoteModel(entry.repo, quant.file, quant.quant, [RemoteFile(quant.file, quant.size, quant.sha256)])
-        return self.start_remote(model, f"{entry.title} {quant.quant}")
+        return self.start_remote(entry.remote(quant), f"{entry.title} {quant.quant}", entry.library_extra())
 
-    def start_remote(self, model: RemoteModel, title: str) -> DownloadRunner:
+    def start_remote(self, model: RemoteModel, title: str, extra: dict[str, Any] | None = None) -> DownloadRunner:
         key = f"{model.repo}/{model.name}"
+        row = self.rows.get(key)
+        if row is None or row.state in ("installed", "cancelled"):
+            if row is not None:
+                self._remove_row(key)
+            row = self._new_row(key, title, model, extra)
+        runner = self._run(row, model, extra)
+        self.refresh()
+        return runner
+
+    def _run(self, row: DownloadRow, model: RemoteModel, extra: dict[str, Any] | None) -> DownloadRunner:
         thread = QThread(self)
-        runner = DownloadRunner(self.ctx, model, self.endpoint)
+        runner = DownloadRunner(self.ctx, model, self.endpoint, extra)
         runner.moveToThread(thread)
-        row = DownloadRow(key, title)
-        self.dl_layout.addWidget(row)
-        self.dl_box.setVisible(True)
-        row.pause.clicked.connect(runner.job.pause)
-        row.cancel.clicked.connect(runner.job.cancel)
         # runner (download thread) -> row slots (GUI thread): queued, never a lambda in the emitting thread
         runner.progress.connect(row.on_progress)
         runner.finished.connect(row.on_finished)
         runner.failed.connect(row.on_failed)
         runner.stopped.connect(row.on_stopped)
-        row.done.connect(self._on_done)
         thread.started.connect(runner.run)
-        self.downloads[key] = (thread, runner, row)
+        self.runners[row.key] = (thread, runner)
+        row.show_state("running", "starting…")
         thread.start()
-        self.refresh()
         return runner
 
-    @Slot(str, str, bool)
-    def _on_done(self, key: str, message: str, error: bool) -> None:
-        thread, _runner, row = self.downloads.pop(key)
+    def _new_row(self, key: str, title: str, model: RemoteModel, extra: dict[str, Any] | None) -> DownloadRow:
+        row = DownloadRow(key, title, model, extra)
+        row.done.connect(self._on_download_done)
+        row.pauseRequested.connect(self._on_pause_requested)
+        row.resumeRequested.connect(self.resume)
+        row.cancelRequested.connect(self._on_cancel_requested)
+        self.rows[key] = row
+        self.dl_layout.addWidget(row)
+        self.dl_box.setVisible(True)
+        return row
+
+    def _add_pending(self, p: PendingDownload) -> None:
+        """A download left unfinished (paused, interrupted, app closed): shown paused, resumed only on request."""
+        key = f"{p.model.repo}/{p.model.name}"
+        found = self.catalogue.find(p.model.repo, p.model.files[0].path)
+        title = f"{found[0].title} {found[1].quant}" if found else p.model.name
+        row = self._new_row(key, title, p.model, found[0].library_extra() if found else None)
+        row.set_fraction(p.done_bytes, p.model.size)
+        row.show_state("paused", f"unfinished: {p.done_bytes / 1e6:,.0f} / {p.model.size / 1e6:,.0f} MB — "
+                                 f"Resume continues from there")
+
+    @Slot(str)
+    def resume(self, key: str) -> None:
+        row = self.rows.get(key)
+        if row is None or key in self.runners:
+            return
+        self._run(row, row.model, row.extra)
+        self.refresh()
+
+    @Slot(str)
+    def _on_pause_requested(self, key: str) -> None:
+        if key in self.runners:
+            self.runners[key][1].job.pause()
+
+    @Slot(str)
+    def _on_cancel_requested(self, key: str) -> None:
+        row = self.rows.get(key)
+        if row is None:
+            return
+        if key in self.runners:
+            self.runners[key][1].job.cancel()
+        elif row.state in ("installed", "cancelled"):
+            self._remove_row(key)
+        else:  # paused or failed, nothing running: cancel removes the partial files
+            DownloadJob(row.model, self.ctx.models_dir, endpoint=self.endpoint).discard()
+            self._remove_row(key)
+            self.refresh()
+
+    def _remove_row(self, key: str) -> None:
+        row = self.rows.pop(key, None)
+        if row is not None:
+            self.dl_layout.removeWidget(row)
+            row.deleteLater()
+        self.dl_box.setVisible(bool(self.rows))
+
+    @Slot(str, str, str)
+    def _on_download_done(self, key: str, message: str, state: str) -> None:
+        thread, runner = self.runners.pop(key)
         thread.quit()
         thread.wait()
-        row.status.setText(message)
-        row.status.setStyleSheet("color: #cf222e" if error else "")
-        row.pause.setEnabled(False)
-        row.cancel.setEnabled(False)
+        row = self.rows[key]
+        row.model = runner.job.model  # with the Hub's exact metadata, for a later resume
+        row.show_state(state, message)
         self.refresh()
-        self.libraryChanged.emit()
+        if state == "installed":
+            self.libraryChanged.emit()
 
     def shutdown(self) -> None:
-        for thread, runner, _row in list(self.downloads.values()):
-            runner.job.pause()  # keep the partial file: it resumes next time
+        """Pause running downloads (their partial files resume next time) and wait for background work."""
+        for thread, runner in list(self.runners.values()):
+            runner.job.pause()
             thread.quit()
-            thread.wait(5000)
+            thread.wait(10_000)
+        for thread, _call in list(self.tasks):
+            thread.quit()
+            thread.wait(10_000)
 
-    # -- import / delete ---------------------------------------------------------------------------------
+    # -- import / delete / details -----------------------------------------------------------------------
 
     @Slot()
     def import_dialog(self) -> None:
@@ -303,53 +713,76 @@ class ModelsPage(QWidget):
         for p in paths:
             self.import_path(p)
 
-    def import_path(self, path: str) -> bool:
-        try:
-            entry = import_file(self.ctx.library, path, self.ctx.models_dir)
-        except (LocalChatError, OSError) as exc:
-            QMessageBox.warning(self, "Import failed", f"{Path(path).name}: {exc}")
-            return False
-        self.note.setText(f"Imported {entry.name}")
-        self.refresh()
-        self.libraryChanged.emit()
-        return True
+    def import_path(self, path: str) -> None:
+        """Validate and copy ``path`` into the models folder off the GUI thread (a model can be tens of GB);
+        ``libraryChanged`` when done, a warning when refused."""
+        library, models_dir = self.ctx.library, self.ctx.models_dir
+        self.note.setText(f"Importing {Path(path).name}…")
+        self._background(f"import:{path}", lambda: import_file(library, path, models_dir))
 
-    def delete_selected(self, confirm: bool = True) -> None:
+    def selected_entry(self) -> LibraryEntry | None:
         rows = {i.row() for i in self.installed.selectedItems()}
-        for r in rows:
-            item = self.installed.item(r, 0)
-            name = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
-            entry = self.ctx.library.get(name) if name else None
-            if entry is None:
-                continue
-            what = "remove it from the library (your file stays)" if entry.in_place else "delete its file"
-            if confirm and QMessageBox.question(self, "Delete model", f"Delete {name}? This will {what}.") \
-                    != QMessageBox.StandardButton.Yes:
-                continue
+        if not rows:
+            return None
+        item = self.installed.item(min(rows), 0)
+        return self.ctx.library.get(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
+
+    @Slot()
+    def delete_selected(self, confirm: bool = True) -> None:
+        entry = self.selected_entry()
+        if entry is None:
+            return
+        if entry.in_place:
+            what = "remove it from the library; your file stays where it is"
+        else:
+            what = f"delete its {'files' if len(entry.files) > 1 else 'file'} ({_gb(entry.size)})"
+        if confirm and QMessageBox.question(self, "Delete model", f"Delete {entry.name}? This will {what}.") \
+                != QMessageBox.StandardButton.Yes:
+            return
+        try:
             remove_model(self.ctx.library, entry.name)
+        except (LocalChatError, OSError) as exc:
+            QMessageBox.warning(self, "Delete failed", str(exc))
         self.refresh()
         self.libraryChanged.emit()
+
+    def details_text(self, entry: LibraryEntry) -> str:
+        from localchat.core.chat.history import is_r1_distill
+        from localchat.core.models.gguf_info import read_gguf
+
+        try:
+            info = read_gguf(entry.file)
+        except LocalChatError as exc:
+            return f"{entry.name}\n\n{exc}"
+        lines = [f"{entry.name} — {info.name or info.architecture}",
+                 f"architecture {info.architecture}, {info.n_params / 1e9:.2f} B parameters, {info.quantisation} "
+                 f"({info.file_type or '?'})",
+                 f"trained context {info.context_length or '?'}, {info.n_layers} layers, {info.n_heads} heads "
+                 f"({info.n_kv_heads} KV)",
+                 f"{_gb(entry.size)} in {len(entry.files)} file(s): {entry.path}",
+                 f"source {entry.source}" + (f", sha256 {entry.sha256[:16]}…" if entry.sha256 else ""),
+                 "DeepSeek-R1 distill: reasoning shown separately" if is_r1_distill(f"{entry.name} {info.name}",
+                                                                                    info.chat_template)
+                 else "chat model"]
+        if entry.extra.get("sampling"):
+            lines.append(f"recommended sampling {entry.extra['sampling']}, context "
+                         f"{entry.extra.get('recommended_context')}")
+        lines += list(info.assumptions)
+        return "\n".join(lines)
+
+    @Slot()
+    def show_details(self) -> None:
+        entry = self.selected_entry()
+        if entry is not None:
+            QMessageBox.information(self, entry.name, self.details_text(entry))
 
     def dragEnterEvent(self, e: QDragEnterEvent) -> None:
         if e.mimeData().hasUrls() and any(u.toLocalFile().lower().endswith(".gguf") for u in e.mimeData().urls()):
             e.acceptProposedAction()
 
     def dropEvent(self, e: QDropEvent) -> None:
-        for u in e.mimeData().urls():
-            if u.toLocalFile().lower().endswith(".gguf"):
-                self.import_path(u.toLocalFile())
-
-    @Slot()
-    def refresh_catalogue(self) -> None:
-        try:
-            n = self.catalogue.refresh(endpoint=self.endpoint)
-            self.note.setText(f"Catalogue refreshed from Hugging Face: {n} files updated with exact sizes and sha256")
-        except LocalChatError as exc:
-            self.note.setText(str(exc))
-        self.refresh()
-
-
-def _color(hex_color: str) -> Any:
-    from PySide6.QtGui import QBrush, QColor
-
-    return QBrush(QColor(hex_color))
+        paths = [u.toLocalFile() for u in e.mimeData().urls() if u.toLocalFile().lower().endswith(".gguf")]
+        for p in paths:
+            self.import_path(p)
+        if paths:
+            e.acceptProposedAction()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from localchat.core.hardware.detect import CUDA_INSTALL, GIB, SystemProbes, detect
+from localchat.core.hardware.detect import CUDA_INSTALL, GIB, HIP_INSTALL, VULKAN_INSTALL, SystemProbes, detect
 
 
 class FakeProbes:
@@ -78,3 +78,43 @@ def test_real_probe_of_this_build() -> None:
     m = detect(SystemProbes())
     assert m.ram_total > 0 and m.physical_cores >= 1
     assert any(d["type"] == "cpu" for d in m.llama_devices)  # ggml's own registry answered
+
+
+def test_amd_gpu_without_a_backend_gets_the_vulkan_command() -> None:
+    m = detect(FakeProbes([CPU_DEV], pci=[{"vendor": "amd", "name": "AMD GPU (PCI 1002:73bf)"}]))
+    assert m.usable_gpus == () and m.gpus[0].backend == "none"
+    note = next(n for n in m.notes if "AMD GPU" in n)
+    assert VULKAN_INSTALL in note and HIP_INSTALL in note
+    vulkan = {"name": "Vulkan0", "description": "AMD Radeon RX 6800", "type": "gpu", "free_bytes": 15 * GIB,
+              "total_bytes": 16 * GIB}
+    ok = detect(FakeProbes([CPU_DEV, vulkan], pci=[{"vendor": "amd", "name": "AMD GPU (PCI 1002:73bf)"}]))
+    assert [g.backend for g in ok.gpus] == ["vulkan"] and not any("AMD GPU" in n for n in ok.notes)
+
+
+def test_nvml_matched_by_name_not_order() -> None:
+    cuda = [{"name": "CUDA0", "description": "NVIDIA GeForce RTX 4090", "type": "gpu", "free_bytes": 23 * GIB,
+             "total_bytes": 24 * GIB},
+            {"name": "CUDA1", "description": "NVIDIA GeForce RTX 3060", "type": "gpu", "free_bytes": 11 * GIB,
+             "total_bytes": 12 * GIB}]
+    nv = [{"name": "NVIDIA GeForce RTX 3060", "total_bytes": 12 * GIB, "free_bytes": 11 * GIB, "driver": "560.35"},
+          {"name": "NVIDIA GeForce RTX 4090", "total_bytes": 24 * GIB, "free_bytes": 23 * GIB, "driver": "560.35"}]
+    m = detect(FakeProbes([CPU_DEV, *cuda], nv))
+    assert [(g.name, g.free_bytes) for g in m.gpus] == [("NVIDIA GeForce RTX 4090", 23 * GIB),
+                                                         ("NVIDIA GeForce RTX 3060", 11 * GIB)]
+    assert all(g.driver == "560.35" for g in m.gpus)
+
+
+def test_a_probe_that_raises_is_a_note() -> None:
+    class Broken(FakeProbes):
+        def nvml(self) -> list[dict[str, Any]]:
+            raise RuntimeError("driver mismatch")
+
+    m = detect(Broken([CPU_DEV]))
+    assert any("NVML probe failed" in n and "driver mismatch" in n for n in m.notes)
+
+
+def test_repack_types_measured_by_the_probe_of_this_build() -> None:
+    probe = SystemProbes().ggml()
+    assert isinstance(probe.get("cpu_repack_types"), list), probe.get("cpu_repack_error")
+    m = detect(FakeProbes([CPU_DEV]))
+    assert m.cpu_repack_types is None  # not measured: the planner uses its default set

@@ -1,7 +1,8 @@
 """The planner against llama.cpp itself: KV and compute buffers llama.cpp really allocated (its own log lines).
 
 Real loads on the CPU through the inference worker: the starter model, and a shape-exact DeepSeek-R1-Distill-Qwen-14B
-Q4_K_M (real tensor table, sparse zero data) that llama.cpp maps in seconds. KV within 3%, compute within 25%; the
+Q4_K_M (real tensor table, sparse zero data) that llama.cpp maps in seconds, and a mixture-of-experts layer shape
+(Qwen3-30B-A3B: 128 experts, 8 active). KV within 3%, compute within 25%; the
 CPU repack buffer is checked against the planner's figure for the types the ggml probe measured on this machine;
 llama.cpp's per-layer device log has the planner's layer count (blocks + output).
 """
@@ -12,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from model_shapes import write_r1_qwen14b_q4km
+from model_shapes import write_qwen3moe_shape, write_r1_qwen14b_q4km
 
 from localchat.core.engine.client import EngineClient
 from localchat.core.engine.protocol import LoadOptions
@@ -68,3 +69,13 @@ def r1_14b(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("n_ctx, fa, kv", [(2048, False, "f16"), (8192, False, "f16"), (4096, True, "q8_0")])
 def test_r1_distill_qwen_14b_shape(client: EngineClient, r1_14b: Path, n_ctx: int, fa: bool, kv: str) -> None:
     check(client, r1_14b, n_ctx, fa, kv)
+
+
+@pytest.fixture(scope="module")
+def moe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_qwen3moe_shape(tmp_path_factory.mktemp("shape") / "qwen3moe.gguf")
+
+
+@pytest.mark.parametrize("n_ctx, fa", [(2048, False), (8192, False)])
+def test_mixture_of_experts_shape(client: EngineClient, moe: Path, n_ctx: int, fa: bool) -> None:
+    check(client, moe, n_ctx, fa)
