@@ -1,8 +1,10 @@
 """The Network page: what is proven about localchat's silence, the live evidence, and the limits.
 
-The socket monitor runs for the whole session (its counters are "since launch"): a timer on the GUI thread starts
-one poll a second on a short-lived background thread (psutil and /proc reads never run on the GUI thread) and takes
-the previous poll's snapshot when it is ready. The page renders the table and the sparkline only while visible.
+The page shows the session's socket monitor, which ``app.main`` started before anything else (its counters and
+"since" count from the process start; it polls on its own background thread). Without one (tests, embedding) the
+page makes its own monitor, counted from when the page was built and labelled so. A timer on the GUI thread takes a
+snapshot once a second on a short-lived background thread (psutil and /proc reads never run on the GUI thread; it
+also polls a monitor that does not poll itself). The page renders the tables and the sparkline only while visible.
 The main window calls :meth:`NetworkPage.set_worker` whenever the inference worker starts, restarts or stops.
 """
 
@@ -38,15 +40,30 @@ from localchat.context import AppContext
 from localchat.core.privacy.audit import AuditGuard
 from localchat.core.privacy.lockdown import lockdown_items
 from localchat.core.privacy.monitor import MonitorSnapshot, SocketMonitor, all_connections, own_processes
-from localchat.core.privacy.report import LIMITS, EvidenceReport, check_yourself, clock, headline, human_bytes
+from localchat.core.privacy.processes import ProcessLog
+from localchat.core.privacy.report import (
+    LIMITS,
+    EvidenceReport,
+    check_yourself,
+    clock,
+    headline,
+    human_bytes,
+    isolation_text,
+)
 from localchat.gui import theme
 
 COLUMNS = ("first seen", "process", "pid", "proto", "local", "remote", "state", "class")
+PROCESS_COLUMNS = ("pid", "started", "ended", "network namespace", "isolation", "command")
 POLL_MS = 1000
+LOG_LINES = 12_000  # room for a full ring of socket events and one of audit events, and notes
 
 
 def _rate(bps: float) -> str:
     return f"{human_bytes(bps)}/s"
+
+
+def _showing(noun: str, kept: int, total: int) -> str:
+    return f"; showing the last {kept:,} of {total:,} {noun}" if total > kept else ""
 
 
 class Sparkline(QWidget):
@@ -95,7 +112,8 @@ class _Poll:
         monitor, everyone = self._args
         others, why = None, None
         try:
-            monitor.poll()
+            if not monitor.running:  # the session's monitor polls itself
+                monitor.poll()
             if everyone:
                 others, why = all_connections()
         except Exception as exc:  # shown in the event log; the next tick polls again
@@ -104,16 +122,19 @@ class _Poll:
 
 
 class NetworkPage(QWidget):
-    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None, monitor: SocketMonitor | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.worker_pid: int | None = None
         self.worker_isolation: dict[str, Any] | None = None
-        self.monitor = SocketMonitor(lambda: own_processes(self.worker_pid))
+        self.monitor = monitor or SocketMonitor.session() or SocketMonitor(lambda: own_processes(self.worker_pid))
+        if self.monitor.processes is None:
+            self.monitor.processes = ProcessLog.active()
         self.snapshot: MonitorSnapshot | None = None
         self._poll: _Poll | None = None
-        self._logged = 0
+        self._logged = 0  # socket events already in the log, counted like events_total
         self._audit_logged = 0
+        self._audit_guard: AuditGuard | None = None
         self._noted_errors: set[str] = set()
 
         inner = QWidget()
@@ -145,7 +166,7 @@ class NetworkPage(QWidget):
         QVBoxLayout(box).addWidget(self.evidence)
         row.addWidget(box, 3)
 
-        counters = QGroupBox("Since launch")
+        self.counters = counters = QGroupBox("Since launch")
         grid = QGridLayout(counters)
         self.internet_count = QLabel("0")
         self.lan_count = QLabel("0")
@@ -193,10 +214,34 @@ class NetworkPage(QWidget):
         tl.addWidget(self.show_all)
         lay.addWidget(table_box)
 
+        proc_box = QGroupBox("Processes localchat started this session")
+        pl = QVBoxLayout(proc_box)
+        self.processes = QTableWidget(0, len(PROCESS_COLUMNS))
+        self.processes.setHorizontalHeaderLabels(list(PROCESS_COLUMNS))
+        self.processes.verticalHeader().setVisible(False)
+        self.processes.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.processes.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.processes.setWordWrap(False)
+        self.processes.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        pheader = self.processes.horizontalHeader()
+        pheader.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        pheader.setSectionResizeMode(len(PROCESS_COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
+        self.processes.setVisible(False)
+        pl.addWidget(self.processes)
+        self.processes_hint = QLabel()
+        self.processes_hint.setObjectName("hint")
+        self.processes_hint.setWordWrap(True)
+        pl.addWidget(self.processes_hint)
+        lay.addWidget(proc_box)
+
         log_box = QGroupBox("Event log")
         ll = QVBoxLayout(log_box)
+        self.log_summary = QLabel()
+        self.log_summary.setObjectName("hint")
+        self.log_summary.setWordWrap(True)
+        ll.addWidget(self.log_summary)
         self.log = QPlainTextEdit(readOnly=True)
-        self.log.setMaximumBlockCount(2000)
+        self.log.setMaximumBlockCount(LOG_LINES)
         self.log.setMinimumHeight(110)
         self.log.setMaximumHeight(220)
         ll.addWidget(self.log)
@@ -237,6 +282,7 @@ class NetworkPage(QWidget):
 
     def set_worker(self, pid: int | None, isolation: dict[str, Any] | None) -> None:
         self.worker_pid, self.worker_isolation = pid, isolation
+        self.monitor.worker_pid = pid  # the session's monitor labels the worker's sockets with it
         stamp = clock(time.time())
         if pid is None:
             self.log.appendPlainText(f"{stamp}  inference worker stopped")
@@ -324,25 +370,37 @@ class NetworkPage(QWidget):
     def _render(self, snap: MonitorSnapshot, others: list[dict[str, Any]] | None, why: str | None, *,
                 draw: bool) -> None:
         self.snapshot = snap
-        for ev in snap.events[self._logged:]:
+        new = snap.events_total - self._logged
+        if new > len(snap.events):
+            self.log.appendPlainText(f"{clock(time.time())}  {new - len(snap.events):,} socket events not shown "
+                                     f"(the monitor keeps the last {len(snap.events):,}; all are counted)")
+        for ev in snap.events[len(snap.events) - min(new, len(snap.events)):] if new > 0 else []:
             self.log.appendPlainText(f"{clock(ev.time)}  new {ev.proto} socket  {ev.process} (pid {ev.pid})  "
                                      f"{ev.local} → {ev.remote or '(not connected)'}  [{ev.kind}]")
-        self._logged = len(snap.events)
+        self._logged = snap.events_total
         for err in snap.errors:
             if err not in self._noted_errors:
                 self._noted_errors.add(err)
                 self.log.appendPlainText(f"{clock(time.time())}  monitor: {err}")
         guard = AuditGuard.active()
+        if guard is not self._audit_guard:  # another guard became active
+            self._audit_guard, self._audit_logged = guard, 0
         audit = guard.snapshot() if guard is not None else []
-        if len(audit) < self._audit_logged:  # another guard became active
-            self._audit_logged = 0
-        for a in audit[self._audit_logged:]:
+        counts = guard.counts() if guard is not None else {"total": 0, "refused": 0, "unexpected": 0}
+        new = counts["total"] - self._audit_logged
+        for a in audit[len(audit) - min(new, len(audit)):] if new > 0 else []:
             if a.verdict != "allowed-local":
                 self.log.appendPlainText(f"{clock(a.time)}  audit {a.event} {a.destination}: {a.verdict}"
                                          f"{' (' + a.label + ')' if a.label else ''} — {a.call_site}")
-        self._audit_logged = len(audit)
-        unexpected = sum(not a.expected for a in audit)
-        refused = sum(a.verdict == "refused" for a in audit)
+        self._audit_logged = counts["total"]
+        unexpected, refused = counts["unexpected"], counts["refused"]  # every event, not only the kept ones
+        since = clock(snap.started)
+        origin = "when localchat started" if snap.from_process_start else "when this page began watching"
+        self.counters.setTitle(f"Since {since} ({origin})")
+        self.log_summary.setText(
+            f"{snap.events_total:,} socket events and {counts['total']:,} audit events since {since} ({origin})"
+            + _showing("socket events", len(snap.events), snap.events_total)
+            + _showing("audit events", len(audit), counts["total"]) + ".")
         self.internet_count.setText(str(snap.outbound_internet))
         self.lan_count.setText(str(snap.outbound_lan))
         self.refused_count.setText(str(refused))
@@ -356,9 +414,9 @@ class NetworkPage(QWidget):
             self.verdict.setText("The audit guard is not installed in this process; sockets are still monitored.")
         elif non_local or unexpected:
             self.verdict.setText(f"Attention: {non_local} connection(s) beyond this machine and {unexpected} "
-                                 "unexpected audit event(s) since launch — see the event log.")
+                                 f"unexpected audit event(s) since {since} — see the event log.")
         else:
-            self.verdict.setText(f"No connection beyond this machine since {clock(snap.started)}: every socket of "
+            self.verdict.setText(f"No connection beyond this machine since {since} ({origin}): every socket of "
                                  "localchat's processes stayed on loopback.")
         if not draw:
             return  # the evidence, the table and the sparkline are only drawn for someone looking at them
@@ -380,6 +438,41 @@ class NetworkPage(QWidget):
                      r["remote"], r["state"], r["kind"])
             for j, v in enumerate(cells):
                 self.table.setItem(i, j, QTableWidgetItem(str(v)))
+        self._render_processes(snap)
+
+    def _render_processes(self, snap: MonitorSnapshot) -> None:
+        procs = snap.processes
+        if self.monitor.processes is None:
+            self.processes_hint.setText("The process log is not running in this process (localchat starts it "
+                                        "first thing; this page was opened without it).")
+        else:
+            running = sum(p["ended"] is None for p in procs)
+            self.processes_hint.setText(
+                f"{snap.processes_total} started since {clock(snap.started)}, {running} running"
+                + _showing("processes", len(procs), snap.processes_total)
+                + ". Every launch by Python code is recorded, and every descendant seen by the once-a-second poll; "
+                  "the namespace is read from /proc while a process lives.")
+        self.processes.setVisible(bool(procs))
+        self.processes.setRowCount(len(procs))
+        shown = min(len(procs), 8)  # as tall as its rows, up to eight; it scrolls beyond
+        self.processes.setFixedHeight(self.processes.horizontalHeader().sizeHint().height()
+                                      + sum(self.processes.rowHeight(r) for r in range(shown))
+                                      + 2 * self.processes.frameWidth() + 2)
+        t = theme.current()
+        for i, p in enumerate(reversed(procs)):  # newest first
+            pid = "?" if p["pid"] is None else str(p["pid"])
+            if p["pid"] is not None and p["pid"] == self.worker_pid:
+                pid += " (worker)"
+            cells = (pid, clock(p["started"]), clock(p["ended"]) if p["ended"] else "running",
+                     "-" if p["netns"] is None else str(p["netns"]), isolation_text(p), p["command"])
+            for j, v in enumerate(cells):
+                item = QTableWidgetItem(v)
+                if j == len(cells) - 1:
+                    item.setToolTip(f"{v}\nstarted by {p.get('how')}"
+                                    + (f" (parent pid {p['parent']})" if p.get("parent") else ""))
+                if j == 4 and p["isolated"] is not None:
+                    item.setForeground(QColor(t.ok_text if p["isolated"] else t.muted))
+                self.processes.setItem(i, j, item)
 
     def showEvent(self, e: QShowEvent) -> None:
         super().showEvent(e)
@@ -396,7 +489,8 @@ class NetworkPage(QWidget):
     # -- report ------------------------------------------------------------------------------------------
 
     def report(self) -> EvidenceReport:
-        return EvidenceReport(self.worker_isolation, AuditGuard.active(), self.monitor, self.worker_pid)
+        return EvidenceReport(self.worker_isolation, AuditGuard.active(), self.monitor, self.worker_pid,
+                              processes=self.monitor.processes)
 
     @Slot()
     def export_report(self, folder: str | None = None) -> tuple[Path, Path] | None:
