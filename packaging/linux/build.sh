@@ -17,11 +17,15 @@ $PY -m PyInstaller --noconfirm --clean --log-level WARN --distpath dist --workpa
 echo "build: $(( $(date +%s) - t0 )) s"
 test -f dist/localchat/_internal/llama_cpp/lib/libllama.so || { echo "libllama.so missing from the build" >&2; exit 1; }
 
-# smoke test: a fresh home, an empty machine cache (the bundled starter must be the one used), no network, no display
+# smoke test: a fresh home, an empty machine cache (the bundled starter must be the one used), no network, no display.
+# Where this machine can make a user + network namespace, the frozen worker must be isolated (policy require).
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+policy=auto
+if command -v unshare >/dev/null && unshare --user --net true 2>/dev/null; then policy=require; fi
+echo "self-test isolation policy: $policy"
 QT_QPA_PLATFORM=offscreen LOCALCHAT_HOME="$tmp/home" LOCALCHAT_MACHINE_CACHE="$tmp/machine-cache" HF_HUB_OFFLINE=1 \
-    dist/localchat/localchat --self-test > dist/self-test.json
+    LOCALCHAT_ISOLATION=$policy dist/localchat/localchat --self-test > dist/self-test.json
 $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); print("self-test: ok=%s answer=%r isolation=%s load_s=%s total_s=%s"
     % (d["ok"], d["answer"], d["isolation"].get("mode"), d["load_s"], d["total_s"]))' dist/self-test.json
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from strict import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "dist" / "localchat"
@@ -97,13 +98,21 @@ def test_every_bundled_library_resolves() -> None:
     assert not missing, missing
 
 
+@pytest.mark.isolation
 def test_self_test_answers_from_the_bundled_starter_in_the_frozen_worker(tmp_path: Path) -> None:
     home = tmp_path / "home"
     r = run(EXE, "--self-test", home=home)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["ok"] and d["answer"].strip()
-    assert "isolated" in d["isolation"] and d["isolation"]["pid"] == d["worker_pid"]
+    assert d["isolation"]["pid"] == d["worker_pid"]
+    assert r.stderr.count("isolation: ") == 1  # its own line
+    if d["isolation"]["isolated"] is not True:
+        skip_or_fail(f"the frozen worker was not isolated here: {d['isolation'].get('reason')}")
+    assert d["isolated"] is True and "isolation: kernel-isolated" in r.stderr
+    assert [c["result"] for c in d["isolation"]["canary"]] == ["ENETUNREACH", "ENETUNREACH"]
+    required = run(EXE, "--self-test", home=home, LOCALCHAT_ISOLATION="require")  # the policy holds frozen too
+    assert required.returncode == 0 and json.loads(required.stdout)["policy"] == "require", required.stderr
     listing = run(EXE, "models", "list", "--json", home=home)
     (starter,) = json.loads(listing.stdout)["models"]
     assert starter["path"] == str(INTERNAL / "resources" / "models" / STARTER_FILE)  # sys._MEIPASS/resources/models
