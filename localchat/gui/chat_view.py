@@ -708,13 +708,18 @@ class EditField(QPlainTextEdit):
 
 
 class EmptyState(QWidget):
-    """What a new conversation shows: a greeting and a few starting points.
+    """What a new conversation shows: a greeting and a few starting points; with no model installed, a welcome that
+    offers the catalogue and Import instead (nothing is ever downloaded without a click).
 
     Signals:
         suggestionPicked(str): a suggestion's prompt.
+        browseModels(): "Browse models" was clicked.
+        importModel(): "Import a .gguf file…" was clicked.
     """
 
     suggestionPicked = Signal(str)
+    browseModels = Signal()
+    importModel = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -729,6 +734,7 @@ class EmptyState(QWidget):
         title = QLabel("How can I help?")
         title.setObjectName("emptyTitle")
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.title = title
         lay.addWidget(title)
         self.subtitle = QLabel()
         self.subtitle.setObjectName("emptySubtitle")
@@ -763,6 +769,23 @@ class EmptyState(QWidget):
         holder.setLayout(grid)
         self.holder = holder
         lay.addWidget(holder, 0, Qt.AlignmentFlag.AlignHCenter)
+        self.welcome = QWidget()
+        row = QHBoxLayout(self.welcome)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addStretch(1)
+        self.browse_button = QPushButton("Browse models")
+        self.browse_button.setObjectName("primary")
+        self.browse_button.setToolTip("Distilled models with a fit badge for this machine; downloads start only "
+                                      "when you click Download")
+        self.browse_button.clicked.connect(self.browseModels)
+        self.import_button = QPushButton("Import a .gguf file…")
+        self.import_button.clicked.connect(self.importModel)
+        for b in (self.browse_button, self.import_button):
+            b.setCursor(Qt.CursorShape.PointingHandCursor)
+            b.setMinimumHeight(36)
+            row.addWidget(b)
+        row.addStretch(1)
+        lay.addWidget(self.welcome)
         lay.addStretch(4)
         self.set_model("")
 
@@ -770,9 +793,18 @@ class EmptyState(QWidget):
         self.holder.setFixedWidth(min(640, self.width() - 48))
         super().resizeEvent(e)
 
-    def set_model(self, model: str) -> None:
-        self.subtitle.setText((f"You are chatting with {model}. " if model else "")
-                              + "Everything runs on this computer; nothing you type leaves it.")
+    def set_model(self, model: str, *, installed: bool = True) -> None:
+        """``installed=False``: no model at all yet, so the welcome replaces the suggestions."""
+        self.title.setText("How can I help?" if installed else "Welcome to localchat")
+        self.holder.setVisible(installed)
+        self.welcome.setVisible(not installed)
+        if installed:
+            self.subtitle.setText((f"You are chatting with {model}. " if model else "")
+                                  + "Everything runs on this computer; nothing you type leaves it.")
+        else:
+            self.subtitle.setText("No model is installed yet. Pick a distilled model from the catalogue (each shows "
+                                  "whether it fits this machine), or import a GGUF file you already have. Everything "
+                                  "then runs on this computer; nothing you type leaves it.")
 
     def restyle(self) -> None:
         self.logo.setPixmap(icons.app_icon().pixmap(56, 56))

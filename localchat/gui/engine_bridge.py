@@ -2,8 +2,8 @@
 
 Everything slow happens in the engine thread: starting the worker, planning the offload (llama.cpp's devices
 are probed inside the sandboxed worker; the GGUF header is read), loading the model, streaming a turn. Signals are
-connected to @Slot methods on the GUI side (queued across threads). Cancel and kill are the calls made directly from the GUI thread:
-``EngineClient.cancel`` is thread-safe and must not wait behind a running turn.
+connected to @Slot methods on the GUI side (queued across threads). Cancel and kill are the calls made directly
+from the GUI thread: ``EngineClient.cancel`` is thread-safe and must not wait behind a running turn.
 """
 
 from __future__ import annotations

@@ -174,6 +174,8 @@ class MainWindow(QMainWindow):
         self.chat.editSubmitted.connect(self.edit_and_resend)
         self.chat.retryRequested.connect(self.retry)
         self.chat.suggestionPicked.connect(self._use_suggestion)
+        self.chat.empty.browseModels.connect(self._show_models)
+        self.chat.empty.importModel.connect(self._import_model)
         self.chat.toastRequested.connect(self._toast)
         cl.addWidget(self.chat, 1)
         self.composer = Composer()
@@ -226,6 +228,15 @@ class MainWindow(QMainWindow):
         self.show_page(2)
 
     @Slot()
+    def _show_models(self) -> None:
+        self.show_page(1)
+
+    @Slot()
+    def _import_model(self) -> None:
+        self.show_page(1)
+        self.models_page.import_dialog()
+
+    @Slot()
     def focus_search(self) -> None:
         self.show_page(0)
         self.sidebar.search.setFocus()
@@ -265,7 +276,7 @@ class MainWindow(QMainWindow):
         if want not in names:
             want = names[0] if names else None
         self.top.set_models([(e.name, e.size) for e in entries], want)
-        self.chat.empty.set_model(want or "")
+        self.chat.empty.set_model(want or "", installed=bool(names))
         if want is None:
             self.model_name = None
             self.load_info = None
