@@ -193,6 +193,12 @@ class ProcessLog:
             if rec.pid is None and rec.ended is None and rec.argv is not None and rec.argv == cmdline:
                 rec.pid, rec.parent = child.pid, ppid
                 return rec
+        for rec in self.records:  # a fork may have exec'd something else since: the oldest unclaimed fork
+            if rec.pid is None and rec.ended is None and rec.how in ("os.fork", "os.forkpty"):
+                rec.pid, rec.parent = child.pid, ppid
+                if cmdline and cmdline != rec.argv:
+                    rec.command, rec.argv = f"{_command(cmdline)} (exec'd after the fork)", cmdline
+                return rec
         return None
 
     def _seen(self, child: psutil.Process) -> ProcessRecord | None:
@@ -222,6 +228,13 @@ class ProcessLog:
         if ns is None:
             rec.ended = now
             return
+        if rec.how in ("os.fork", "os.forkpty"):  # a fork seen before it exec'd: say what it became
+            try:
+                cmdline = proc.cmdline()
+            except psutil.Error:
+                cmdline = []
+            if cmdline and cmdline != rec.argv:
+                rec.command, rec.argv = f"{_command(cmdline)} (exec'd after the fork)", cmdline
         rec.netns = ns
         rec.isolated = own is not None and ns != own
 

@@ -230,10 +230,13 @@ class EvidenceReport:
             lines.append("  Check it yourself while the worker runs:")
             lines += [f"    {cmd:<52} # {expect}" for cmd, expect in checks]
         app = d["app"]
-        since = (f"since {clock(app['monitored_since'])}"
-                 + (" (localchat started)" if app.get("monitored_since_process_start") else "")
-                 if app["monitored_since"] else "since launch")
-        lines += ["", f"Outbound internet connections {since}: {app['outbound_internet_connections']}",
+        if app.get("monitored_since_process_start"):
+            since, watched = "since launch", [f"Watched since {clock(app['monitored_since'])}, when localchat started"]
+        elif app["monitored_since"]:  # a monitor started later must not claim the time before it
+            since, watched = f"since {clock(app['monitored_since'])} (when monitoring began, after launch)", []
+        else:
+            since, watched = "(not monitored)", []
+        lines += ["", *watched, f"Outbound internet connections {since}: {app['outbound_internet_connections']}",
                   f"Outbound LAN connections {since}: {app['outbound_lan_connections']}",
                   f"Socket events: {app['socket_events_total']}"
                   f"{_showing(len(app['socket_events']), app['socket_events_total'])}",

@@ -44,8 +44,9 @@ def test_counter_keeps_counting_past_the_ring_buffer() -> None:
     assert all(e.kind == "none" and e.state == "LISTEN" for e in snap.events)
     data = EvidenceReport(None, None, snap).to_dict()
     assert data["app"]["socket_events_total"] == snap.events_total and len(data["app"]["socket_events"]) == 5
-    assert f"Socket events: {snap.events_total} (showing the last 5 of {snap.events_total})" in \
-        EvidenceReport(None, None, snap).to_text(data)
+    text = EvidenceReport(None, None, snap).to_text(data)
+    assert f"Socket events: {snap.events_total} (showing the last 5 of {snap.events_total})" in text
+    assert "Outbound internet connections since " in text and "(when monitoring began, after launch): 0" in text
 
 
 WATCHED = r"""
@@ -98,4 +99,5 @@ def test_watch_starts_before_the_command_line_and_since_is_process_start(tmp_pat
     assert seen["guard"] is True and seen["processes"] is True
     (child,) = [p for p in seen["report_processes"] if p["pid"] == seen["child"]]
     assert child["isolated"] is False and child["ended"] is None
-    assert "(localchat started)" in seen["text"] and f"pid {seen['child']}" in seen["text"]
+    assert "when localchat started" in seen["text"] and f"pid {seen['child']}" in seen["text"]
+    assert "Outbound internet connections since launch: 0" in seen["text"]

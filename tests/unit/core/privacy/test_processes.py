@@ -119,3 +119,30 @@ def test_report_lists_the_processes(log: ProcessLog) -> None:
     finally:
         proc.stdin.close()
         proc.wait()
+
+
+def test_a_fork_that_execs_is_recorded_with_what_it_became(log: ProcessLog) -> None:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: becomes a python that waits on the pipe
+        try:
+            os.dup2(r, 0)
+            os.close(w)
+            os.execv(sys.executable, [sys.executable, "-c", WAIT_FOR_STDIN])
+        finally:
+            os._exit(127)
+    os.close(r)
+    try:
+        # the child may not have exec'd yet at the first look: poll until the log shows what it became
+        while True:
+            log.poll()
+            (rec,) = _mine(log, pid)
+            if rec["command"] == f"{sys.executable} -c '{WAIT_FOR_STDIN}' (exec'd after the fork)":
+                break
+        assert rec["how"] == "os.fork" and rec["isolated"] is False and rec["parent"] == os.getpid()
+    finally:
+        os.close(w)
+        os.waitpid(pid, 0)
+    log.poll()
+    assert _mine(log, pid)[0]["ended"] is not None
+
