@@ -74,6 +74,17 @@ def _argv(args: Any) -> list[str] | None:
     return None
 
 
+def _launch_hook(event: str, args: tuple[Any, ...]) -> None:
+    # runs for every audit event in the process: the cheapest test first
+    if event in LAUNCH_EVENTS:
+        log = ProcessLog._active
+        if log is not None and os.getpid() == log.pid:  # not in a forked child
+            try:
+                log._on_launch(event, args, sys._getframe(1))
+            except Exception:  # recording must never stop the launch; the poll still finds the child
+                pass
+
+
 class ProcessLog:
     """The session's process record. Like the audit guard, one permanent hook forwards to the active log."""
 
@@ -92,7 +103,7 @@ class ProcessLog:
         with ProcessLog._hook_lock:
             ProcessLog._active = self
             if not ProcessLog._hooked:
-                sys.addaudithook(ProcessLog._dispatch)
+                sys.addaudithook(_launch_hook)
                 ProcessLog._hooked = True
         return self
 
@@ -104,15 +115,6 @@ class ProcessLog:
     @classmethod
     def active(cls) -> ProcessLog | None:
         return cls._active
-
-    @staticmethod
-    def _dispatch(event: str, args: tuple[Any, ...]) -> None:
-        log = ProcessLog._active
-        if log is not None and event in LAUNCH_EVENTS and os.getpid() == log.pid:  # not in a forked child
-            try:
-                log._on_launch(event, args, sys._getframe(1))
-            except Exception:  # recording must never stop the launch; the poll still finds the child
-                pass
 
     def _on_launch(self, event: str, args: tuple[Any, ...], caller: Any) -> None:
         popen = None
