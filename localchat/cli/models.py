@@ -58,7 +58,20 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB"
 
 
+def _show_notices(ctx: AppContext) -> None:
+    """One line per warning the library collected (damaged entries set aside), on stderr: stdout may be JSON."""
+    for note in ctx.library.take_notices():
+        print(f"localchat: warning: {note}", file=sys.stderr)
+
+
 def cmd_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    try:
+        return _list(ctx, args)
+    finally:
+        _show_notices(ctx)
+
+
+def _list(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.cli import emit_json
     from localchat.core.models.catalogue import Catalogue
     from localchat.core.models.download import pending_downloads
@@ -238,12 +251,25 @@ def _duration(s: float) -> str:
 
 
 def cmd_pull(ctx: AppContext, args: argparse.Namespace) -> int:
+    try:
+        return _pull(ctx, args)
+    finally:
+        _show_notices(ctx)
+
+
+def _pull(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.cli import emit_json, fail
     from localchat.core.models import hub
     from localchat.core.models.catalogue import Catalogue
     from localchat.core.models.download import DownloadJob, DownloadStopped, pull
-    from localchat.errors import DownloadError
+    from localchat.core.models.library import check_name
+    from localchat.errors import DownloadError, LocalChatError
 
+    if args.name is not None:
+        try:
+            check_name(args.name)  # before asking the Hub anything
+        except LocalChatError as exc:
+            return fail(str(exc), 2)
     if args.repo == "starter" and not args.file:
         return _pull_starter(ctx, args)
     catalogue = Catalogue(ctx.paths.cache_dir)
@@ -310,7 +336,10 @@ def cmd_import(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.cli import emit_json
     from localchat.core.models.library import import_file
 
-    entry = import_file(ctx.library, args.path, ctx.models_dir, name=args.name, in_place=args.in_place)
+    try:
+        entry = import_file(ctx.library, args.path, ctx.models_dir, name=args.name, in_place=args.in_place)
+    finally:
+        _show_notices(ctx)
     if args.json:
         emit_json({"model": _entry_dict(entry)})
     else:
@@ -322,9 +351,17 @@ def cmd_rm(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.cli import emit_json
     from localchat.core.models.library import remove_model
 
-    entry, deleted = remove_model(ctx.library, args.name)
+    try:
+        entry, deleted = remove_model(ctx.library, args.name)
+    finally:
+        _show_notices(ctx)
+    kept = [p for p in entry.files if p not in deleted and p.exists()]
     if args.json:
-        emit_json({"removed": entry.name, "deleted_files": [str(p) for p in deleted]})
-    else:
+        emit_json({"removed": entry.name, "deleted_files": [str(p) for p in deleted],
+                   "kept_files": [str(p) for p in kept]})
+    elif entry.in_place or not kept:
         print(f"Removed {entry.name}" + (f"; deleted {len(deleted)} file(s)" if deleted else "; file kept"))
+    else:
+        print(f"Removed {entry.name}" + (f"; deleted {len(deleted)} file(s)" if deleted else "")
+              + f"; kept {len(kept)} file(s) outside the models folder {ctx.models_dir}")
     return 0
