@@ -58,9 +58,12 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     guard = AuditGuard.active() or AuditGuard(offline=True).install()  # the app's guard: its events since launch
     model, note = _local_model(ctx, args)
     client = EngineClient(isolation="auto")
-    monitor = SocketMonitor(lambda: own_processes(client.pid))
+    session = SocketMonitor.session()  # started by app.main with the process: its "since" is the launch
+    monitor = session if session is not None else SocketMonitor(lambda: own_processes(client.pid))
     with client:
         assert client.hello is not None
+        if session is not None:
+            session.worker_pid = client.pid
         monitor.poll()
         if model is not None:
             client.load(model, LoadOptions(n_ctx=512))

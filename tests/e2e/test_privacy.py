@@ -185,7 +185,9 @@ def test_full_chat_session_is_silent(guard: AuditGuard, starter_model: Path) -> 
     now = data["worker"]["now"]  # re-read from the outside while the worker ran
     assert now["own_namespace"] and now["sockets"] == [] and [i["name"] for i in now["interfaces"]] == ["lo"]
     assert now["interfaces"][0]["tx_bytes"] == 0
-    assert "ENETUNREACH" in text and "Outbound internet connections since launch: 0" in text
+    # this monitor began after the test process started: the report must not claim "since launch"
+    assert "ENETUNREACH" in text and "(when monitoring began, after launch): 0" in text
+    assert "since launch" not in text
     assert "No connection beyond this machine: 0 internet or LAN sockets" in text
     assert "0 unexpected audit events" in text
 
@@ -212,6 +214,8 @@ def test_netcheck_prints_one_json_object(tmp_path: Path, starter_model: Path) ->
     assert saved["headline"] == data["headline"]
     text = _cli(["netcheck", "--no-chat"], tmp_path / "home")
     assert text.returncode == 0 and text.stdout.splitlines()[2] == data["headline"]
+    assert "Outbound internet connections since launch: 0" in text.stdout  # netcheck watches from its first line
+    assert data["processes"] and any(p["isolated"] is True and "worker" in p["command"] for p in data["processes"])
     assert "What this does not cover:" in text.stdout
 
 
