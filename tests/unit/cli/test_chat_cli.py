@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from strict import skip_or_fail
 
 pytestmark = pytest.mark.slow
 
@@ -62,17 +63,18 @@ def test_models_list_json(isolated_home: Path, starter_model: Path) -> None:
     assert "smollm2-135m" in names
 
 
+@pytest.mark.isolation
 def test_netcheck_json(isolated_home: Path, starter_model: Path) -> None:
     proc = localchat("netcheck", "--json", "--export", str(isolated_home / "report"), home=isolated_home)
-    assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)
+    iso = d["worker"]["isolation"]
+    if not iso["isolated"]:  # the not-isolated outcome is produced for real in tests/e2e/test_privacy.py
+        assert proc.returncode == 1
+        skip_or_fail(f"worker isolation unavailable here: {iso['reason']}")
+    assert proc.returncode == 0, proc.stderr
     assert d["app"]["outbound_internet_connections"] == 0
     assert d["lockdown"]["HF_HUB_OFFLINE"] == "1"
-    iso = d["worker"]["isolation"]
-    if iso["isolated"]:
-        assert "kernel-isolated" in d["headline"] and d["silent"] is True
-        assert {c["result"] for c in iso["canary"]} == {"ENETUNREACH"}
-    else:
-        assert "monitored only" in d["headline"] and "canary" not in iso
+    assert "kernel-isolated" in d["headline"] and d["silent"] is True
+    assert {c["result"] for c in iso["canary"]} == {"ENETUNREACH"}
     assert (isolated_home / "report" / "localchat-privacy-report.json").is_file()
     assert "What this does not cover" in (isolated_home / "report" / "localchat-privacy-report.txt").read_text()
