@@ -98,7 +98,7 @@ def test_every_bundled_library_resolves() -> None:
     assert not missing, missing
 
 
-@pytest.mark.isolation
+# isolation: skip_or_fail inside (the module's skip when there is no build is not an isolation skip)
 def test_self_test_answers_from_the_bundled_starter_in_the_frozen_worker(tmp_path: Path) -> None:
     home = tmp_path / "home"
     r = run(EXE, "--self-test", home=home)
