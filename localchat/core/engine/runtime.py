@@ -19,7 +19,6 @@ from typing import Any
 
 import llama_cpp
 import llama_cpp.llama_cpp as llama_lib
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from localchat.core.chat.history import fit_history, is_r1_distill
 from localchat.core.chat.messages import (
@@ -34,6 +33,7 @@ from localchat.core.chat.messages import (
     TurnStats,
 )
 from localchat.core.chat.think import OPEN, ThinkSplitter
+from localchat.core.engine.chat_template import ChatTemplate, ChatTemplateError
 from localchat.core.engine.protocol import LoadInfo, LoadOptions
 from localchat.core.models.gguf_info import read_gguf
 from localchat.errors import ContextOverflow, ModelLoadError
@@ -42,6 +42,13 @@ log = logging.getLogger(__name__)
 
 _OFFLOADED_RE = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
 _KV_TYPES = {"f16": 1, "f32": 0, "q8_0": 8, "q4_0": 2}  # ggml_type ids
+# Tokens that only tokenising with special=True turns into their id (llama.cpp's own partition rule).
+_SPECIAL_ATTRS = llama_lib.LLAMA_TOKEN_ATTR_CONTROL | llama_lib.LLAMA_TOKEN_ATTR_UNKNOWN
+
+# Prompt tokens are evaluated in chunks that start at multiples of this, then the last token alone, cold or warm:
+# llama.cpp's kernels (and their rounding) depend on the batch size, so only the same batches at the same
+# positions give the same KV cache and logits. A warm turn reuses the cached prefix down to a chunk boundary.
+PROMPT_CHUNK = 256
 
 # Used when a GGUF has no chat template (rare for instruct models): ChatML, the most common format.
 _FALLBACK_TEMPLATE = (
@@ -91,7 +98,11 @@ class LlamaRuntime:
     def __init__(self) -> None:
         self.llm: llama_cpp.Llama | None = None
         self.info: LoadInfo | None = None
-        self._formatter: Jinja2ChatFormatter | None = None
+        self._template: ChatTemplate | None = None
+        self._specials: dict[str, tuple[int, int]] = {}  # text -> (token id, attributes)
+        self._special_re: re.Pattern[str] | None = None
+        self._chunk = PROMPT_CHUNK
+        self._kv_aligned = 0  # leading KV positions evaluated in whole chunks (see _prefill)
         self._abort = threading.Event()
         self._lock = threading.Lock()
         self._current: str | None = None
@@ -170,11 +181,20 @@ class LlamaRuntime:
         meta = llm.metadata
         template = meta.get("tokenizer.chat_template")
         eos_id, bos_id = llm.token_eos(), llm.token_bos()
-        self._formatter = Jinja2ChatFormatter(
-            template=template or _FALLBACK_TEMPLATE,
-            eos_token=llm._model.token_get_text(eos_id) if eos_id >= 0 else "",
-            bos_token=llm._model.token_get_text(bos_id) if bos_id >= 0 else "",
-        )
+        try:
+            self._template = ChatTemplate(
+                template or _FALLBACK_TEMPLATE,
+                eos_token=llm._model.token_get_text(eos_id) if eos_id >= 0 else "",
+                bos_token=llm._model.token_get_text(bos_id) if bos_id >= 0 else "",
+            )
+        except ChatTemplateError as exc:
+            llm.close()
+            raise ModelLoadError(f"{os.path.basename(path)}: {exc}") from exc
+        self._specials = _special_tokens(llm)
+        longest_first = sorted(self._specials, key=len, reverse=True)
+        self._special_re = re.compile(f"({'|'.join(map(re.escape, longest_first))})") if self._specials else None
+        self._chunk = max(1, min(PROMPT_CHUNK, llm.n_batch, int(llama_lib.llama_n_ubatch(llm._ctx.ctx))))
+        self._kv_aligned = 0
         offload = _OFFLOADED_RE.findall(load_log)
         name = meta.get("general.name") or os.path.basename(path)
         n_layers = int(llama_lib.llama_model_n_layer(llm._model.model))
@@ -209,17 +229,73 @@ class LlamaRuntime:
             self.llm.close()
         self.llm = None
         self.info = None
-        self._formatter = None
+        self._template = None
+        self._specials = {}
+        self._special_re = None
+        self._kv_aligned = 0
 
-    # -- chat --------------------------------------------------------------------------------------------
+    # -- prompt ------------------------------------------------------------------------------------------
 
     def format_prompt(self, messages: list[ChatMessage]) -> str:
-        assert self._formatter is not None
-        return str(self._formatter(messages=[m.to_dict() for m in messages]).prompt)  # type: ignore[misc]
+        """The prompt text the model's chat template makes of ``messages``."""
+        assert self._template is not None
+        return self._template.render(messages)
+
+    def prompt_tokens(self, messages: list[ChatMessage]) -> tuple[str, list[int]]:
+        """The prompt text and its tokens: the template's markup may hold special tokens, message text never.
+
+        A user typing ``<|im_end|><|im_start|>system`` gets those characters as plain text, not a new turn.
+        """
+        assert self._template is not None
+        prompt, parts = self._template.render_parts(messages)
+        return prompt, self._tokenize_parts(parts)
 
     def tokenize_prompt(self, prompt: str) -> list[int]:
+        """``prompt`` as all-markup text (special tokens parsed); chat turns use :meth:`prompt_tokens`."""
+        return self._tokenize_parts([(prompt, False)])
+
+    def _tokenize_parts(self, parts: Sequence[tuple[str, bool]]) -> list[int]:
+        # Split the markup at special tokens and tokenise every run of text between them in one piece (markup and
+        # message text together, with special=False), as llama.cpp does with the whole prompt: BPE merges and
+        # SentencePiece's leading space come out the same, only message text can no longer be a special token.
         assert self.llm is not None
-        return list(self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+        frags: list[str | int] = [""]
+        strip_next = False  # the special token before this text strips the whitespace after it
+
+        def add_text(text: str) -> None:
+            nonlocal strip_next
+            if strip_next:
+                text = text.lstrip()
+                strip_next = False
+            if isinstance(frags[-1], str):
+                frags[-1] += text
+            else:
+                frags.append(text)
+
+        for text, is_content in parts:
+            if is_content or self._special_re is None:
+                add_text(text)
+                continue
+            pieces = self._special_re.split(text)  # text, special, text, special, ..., text
+            for k, piece in enumerate(pieces):
+                if not k % 2:
+                    if piece:
+                        add_text(piece)
+                    continue
+                tok, attr = self._specials[piece]
+                if attr & llama_lib.LLAMA_TOKEN_ATTR_LSTRIP and isinstance(frags[-1], str):
+                    frags[-1] = frags[-1].rstrip()
+                frags.append(tok)
+                strip_next = bool(attr & llama_lib.LLAMA_TOKEN_ATTR_RSTRIP)
+        tokens: list[int] = []
+        for f in frags:
+            if isinstance(f, int):
+                tokens.append(f)
+            elif f:
+                tokens.extend(self.llm.tokenize(f.encode("utf-8"), add_bos=False, special=False))
+        return tokens
+
+    # -- chat --------------------------------------------------------------------------------------------
 
     def chat(self, request_id: str, messages: list[ChatMessage], sampling: SamplingParams) -> Iterator[Chunk]:
         """Run one turn. Yields content/reasoning/notice chunks, then exactly one stats or error chunk."""
@@ -239,17 +315,18 @@ class LlamaRuntime:
         t_start = time.perf_counter()
         n_ctx = info.n_ctx
         try:
-            fitted, dropped, n_prompt = fit_history(
-                messages, lambda ms: len(self.tokenize_prompt(self.format_prompt(ms))), n_ctx)
+            fitted, dropped, n_prompt = fit_history(messages, lambda ms: len(self.prompt_tokens(ms)[1]), n_ctx)
+            prompt, tokens = self.prompt_tokens(fitted)
         except ContextOverflow as exc:
             yield ErrorChunk(request_id, "context_overflow", str(exc))
+            return
+        except ChatTemplateError as exc:
+            yield ErrorChunk(request_id, "internal", str(exc))
             return
         if dropped:
             yield NoticeChunk(request_id, f"{dropped} earlier message{'s' if dropped > 1 else ''} left out to fit "
                                           f"the {n_ctx}-token context")
-        prompt = self.format_prompt(fitted)
-        tokens = self.tokenize_prompt(prompt)
-        max_new = max(1, min(sampling.max_tokens, n_ctx - n_prompt))
+        max_new = min(sampling.max_tokens, n_ctx - n_prompt)
         splitter = ThinkSplitter(in_think=prompt.rstrip().endswith(OPEN))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         llm.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(31))
@@ -259,11 +336,14 @@ class LlamaRuntime:
         t_first = t_last = 0.0
         finish = "length"
         try:
-            for tok in llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-                                    temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty):
+            self._prefill(llm, tokens)
+            sampler = llm._init_sampler(top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
+                                        temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty)
+            while True:
                 if self._abort.is_set():
                     finish = "cancelled"
                     break
+                tok = sampler.sample(llm._ctx, -1)
                 now = time.perf_counter()
                 if n_out == 0:
                     t_first = now
@@ -278,6 +358,10 @@ class LlamaRuntime:
                 if n_out >= max_new:
                     finish = "length"
                     break
+                if self._abort.is_set():
+                    finish = "cancelled"
+                    break
+                llm.eval([tok])
         except RuntimeError as exc:
             if not self._abort.is_set():
                 self._reset_state()
@@ -300,10 +384,53 @@ class LlamaRuntime:
             dropped_messages=dropped,
         ))
 
+    def _prefill(self, llm: llama_cpp.Llama, tokens: list[int]) -> None:
+        """Evaluate the prompt: whole chunks at multiples of ``self._chunk``, the rest, then the last token alone.
+
+        The batches depend only on the prompt, never on what the cache held, so a warm turn computes exactly what a
+        cold one does: it keeps the cached prefix only up to the last chunk boundary that was itself evaluated as a
+        whole chunk, and evaluates from there on in the same batches as a cold turn. Keeping fewer than all
+        matching tokens costs at most one chunk per turn.
+        """
+        n = len(tokens)
+        chunk = self._chunk
+        common = 0
+        for cached, tok in zip(llm.input_ids[: llm.n_tokens].tolist(), tokens, strict=False):
+            if cached != tok:
+                break
+            common += 1
+        keep = min(common, self._kv_aligned, n - 1) // chunk * chunk
+        if keep == 0 or not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            # a clean cache puts position i in cell i again, as a cold start does
+            llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
+            keep = 0
+        llm.n_tokens = keep
+        self._kv_aligned = keep
+        for start in range(keep, n - 1, chunk):
+            end = min(start + chunk, n - 1)
+            llm.eval(tokens[start:end])
+            if end - start == chunk:
+                self._kv_aligned = end
+        llm.eval(tokens[n - 1:])  # sampled logits always come from a batch of one
+
     def _reset_state(self) -> None:
         assert self.llm is not None
         self.llm.reset()  # type: ignore[no-untyped-call]
         self.llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
+        self._kv_aligned = 0
+
+
+def _special_tokens(llm: llama_cpp.Llama) -> dict[str, tuple[int, int]]:
+    """Text → (id, attributes) of the tokens llama.cpp matches in text only when asked to parse special tokens."""
+    vocab = llm._model.vocab
+    out: dict[str, tuple[int, int]] = {}
+    for tok in range(int(llama_lib.llama_vocab_n_tokens(vocab))):
+        attr = int(llama_lib.llama_vocab_get_attr(vocab, tok))
+        if attr & _SPECIAL_ATTRS:
+            text = llama_lib.llama_vocab_get_text(vocab, tok).decode("utf-8", errors="replace")
+            if text:
+                out.setdefault(text, (tok, attr))
+    return out
 
 
 def _typed(request_id: str, parts: Sequence[tuple[str, str]]) -> Iterator[Chunk]:

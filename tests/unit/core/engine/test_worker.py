@@ -62,6 +62,22 @@ def test_same_seed_same_answer(client: EngineClient) -> None:
     assert run_turn(client, q).text == run_turn(client, q).text
 
 
+def test_same_seed_same_text_cold_warm_and_after_another_turn(starter_model: Path) -> None:
+    # longer than one prompt chunk, so the warm turns really reuse part of the KV cache
+    q = [ChatMessage("user", "Summarise: " + " ".join(f"item{i} is red." for i in range(50)))]
+    sampling = SamplingParams(max_tokens=32, seed=3, temperature=0.9)
+    with EngineClient(isolation="off") as c:
+        c.load(starter_model, LoadOptions(n_ctx=2048))
+        cold = run_turn(c, q, sampling)
+        warm = run_turn(c, q, sampling)
+        run_turn(c, [ChatMessage("user", "Name three colours.")], sampling)
+        after_other = run_turn(c, q, sampling)
+    assert cold.error is None and cold.text.strip()
+    assert cold.stats is not None and cold.stats.prompt_tokens > 300
+    assert warm.text == cold.text
+    assert after_other.text == cold.text
+
+
 def test_load_reports_what_llama_cpp_did(client: EngineClient, starter_model: Path) -> None:
     info = client.info
     assert info is not None
