@@ -17,7 +17,7 @@ from hubserver import COMMIT, FakeHub, HubState
 from localchat.core.models.download import DownloadJob, DownloadStopped, pending_downloads, pull
 from localchat.core.models.hub import RemoteFile, RemoteModel, repo_models
 from localchat.core.models.library import Library
-from localchat.errors import DownloadError, InvalidModelFile
+from localchat.errors import DownloadError, InvalidModelFile, LocalChatError
 
 REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
 FILE = "SmolLM2-135M-Instruct-Q4_1.gguf"
@@ -357,3 +357,78 @@ def test_three_part_split_model_downloads_and_loads(starter_model: Path, tmp_pat
     assert "Paris" in result.text
     _, deleted = remove_model(library, entry.name)
     assert len(deleted) == 3 and not any(Path(p).exists() for p in entry.parts)
+
+
+# -- one download per file, verification of the installed bytes (issue 11 items 1 and 12) ----------------------
+
+def test_a_second_download_of_the_same_file_is_refused_while_the_first_runs(hub: FakeHub, library: Library,
+                                                                          isolated_home: Path,
+                                                                          starter_bytes: bytes) -> None:
+    model = repo_models(REPO, endpoint=hub.url)[0]
+    refused: list[Exception] = []
+
+    def second_job(p: object) -> None:
+        if refused:
+            return
+        for attempt in (lambda: DownloadJob(model, isolated_home / "models", endpoint=hub.url).run(),
+                        lambda: DownloadJob(model, isolated_home / "models", endpoint=hub.url).discard()):
+            try:
+                attempt()
+            except DownloadError as exc:
+                refused.append(exc)
+
+    entry = pull(model, library, isolated_home / "models", endpoint=hub.url, progress=second_job)
+    assert [str(e) for e in refused] == [f"{FILE} is already being downloaded by this process; wait for that "
+                                         f"download to finish, or stop it first"] * 2
+    assert Path(entry.path).read_bytes() == starter_bytes and hub.state.served == len(starter_bytes)
+    assert models_files(isolated_home / "models") == [Path(entry.path)]  # the lock file went with the lock
+
+
+def test_what_is_installed_is_what_was_hashed(hub: FakeHub, library: Library, isolated_home: Path) -> None:
+    """Bytes that reach the .part file from elsewhere (before: another process's stream) fail the check: the file on
+    disk is hashed, not the bytes this process received."""
+    model = repo_models(REPO, endpoint=hub.url)[0]
+    part = next(iter([t for _f, t in DownloadJob(model, isolated_home / "models").targets()]))
+    part = part.with_name(part.name + ".part")
+
+    def interfere(p: object) -> None:
+        if getattr(p, "done_bytes", 0) == len(hub.state.repos[REPO][FILE]) and part.exists():
+            with open(part, "ab") as fh:
+                fh.write(b"another writer")
+
+    with pytest.raises(DownloadError, match=r"is corrupt: its hash .* does not match the Hub's"):
+        pull(model, library, isolated_home / "models", endpoint=hub.url, progress=interfere)
+    assert library.entries() == []
+    assert not [p for p in models_files(isolated_home / "models") if p.suffix in (".gguf", ".part")]
+
+
+def test_a_file_without_a_checksum_is_refused_before_downloading(hub: FakeHub, library: Library,
+                                                                 isolated_home: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import hubserver
+
+    hub.state.no_lfs.add(FILE)
+    monkeypatch.setattr(hubserver, "git_blob_id", lambda data: None)  # the Hub lists it with neither hash
+    model = repo_models(REPO, endpoint=hub.url)[0]
+    assert model.files[0].sha256 is None and model.files[0].blob_id is None
+    with pytest.raises(DownloadError, match=f"the Hub gives no checksum for {FILE}; refusing to download"):
+        pull(model, library, isolated_home / "models", endpoint=hub.url)
+    assert hub.state.served == 0 and not [r for r in hub.state.requests if "/resolve/" in r]
+    assert library.entries() == []
+
+
+def test_a_bad_name_is_refused_before_downloading(hub: FakeHub, library: Library, isolated_home: Path) -> None:
+    model = repo_models(REPO, endpoint=hub.url)[0]
+    with pytest.raises(LocalChatError, match="invalid model name 'Bad Name'"):
+        pull(model, library, isolated_home / "models", endpoint=hub.url, name="Bad Name")
+    assert hub.state.served == 0 and models_files(isolated_home / "models") == []
+
+
+def test_pulls_of_the_same_name_get_their_own_entries(hub: FakeHub, library: Library, isolated_home: Path) -> None:
+    from localchat.core.models.library import LibraryEntry
+
+    library.register(LibraryEntry(name="mine", path="/elsewhere/mine.gguf", size=1))
+    model = repo_models(REPO, endpoint=hub.url)[0]
+    entry = pull(model, library, isolated_home / "models", endpoint=hub.url, name="mine")
+    assert entry.name == "mine-2" and library.get("mine").path == "/elsewhere/mine.gguf"  # type: ignore[union-attr]
+    assert pull(model, library, isolated_home / "models", endpoint=hub.url, name="mine").name == "mine-2"
