@@ -13,7 +13,10 @@ What huggingface_hub (1.x) asks for, and what this server answers:
   that has not been granted access; an unknown token is 401 "Invalid credentials in Authorization header".
 
 Behaviours for tests: wrong bytes, a throttle, dying mid-transfer, ignoring Range; it counts the bytes it served (per
-file too) so a test can prove a resume did not start from zero, and logs every request.
+file too) so a test can prove a resume did not start from zero, and logs every request. Hostile API answers: accepting
+a request and never answering (``hang_api``), an HTML page with status 200 instead of JSON (``html_api``, a captive
+portal), fields replaced in a file's listing entry or a search result (``sibling_fields``, ``search_fields``), or any
+raw body for the API (``api_body``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ class HubState:
     rate_bps: float | None = None
     die_after: int | None = None  # close the connection after this many bytes of one response
     ignore_range: bool = False
+    hang_api: int = 0  # the next N /api/ requests are accepted and never answered
+    html_api: bool = False  # /api/ answers are a captive portal's HTML page, status 200
+    api_body: bytes | None = None  # /api/ answers are these bytes (status 200, application/json)
+    sibling_fields: dict[str, dict[str, object]] = field(default_factory=dict)  # file path -> fields replaced
+    search_fields: dict[str, dict[str, object]] = field(default_factory=dict)  # repo -> fields replaced
     served: int = 0
     served_by_file: dict[str, int] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
@@ -116,12 +124,29 @@ class _Handler(BaseHTTPRequestHandler):
         with st.lock:
             st.requests.append(f"{self.command} {self.path}")
             st.auth_seen.append(self._token())
+            hang = path.startswith("/api/") and st.hang_api > 0
+            if hang:
+                st.hang_api -= 1
+        if hang:
+            self.server.stopped.wait()  # accepted, read, never answered
+            self.close_connection = True
+            return
+        if path.startswith("/api/") and (st.html_api or st.api_body is not None):
+            html = b"<!DOCTYPE html><html><head><title>Sign in to the network</title></head><body>Accept the terms " \
+                   b"to continue</body></html>"
+            body = html if st.html_api else st.api_body or b""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8" if st.html_api else "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if path == "/api/models":
             qs = parse_qs(url.query)
             q = qs.get("search", [""])[0].lower()
             limit = int(qs.get("limit", ["1000"])[0])
             found = [{"id": r, "modelId": r, "downloads": 10, "likes": 1, "tags": ["gguf"],
-                      "gated": "manual" if r in st.gated else False, "private": False}
+                      "gated": "manual" if r in st.gated else False, "private": False, **st.search_fields.get(r, {})}
                      for r in st.repos if q in r.lower() and r not in st.private]
             self._json(200, found[:limit])
             return
@@ -138,6 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
                 s: dict[str, object] = {"rfilename": name, "size": len(data), "blobId": git_blob_id(data)}
                 if name not in st.no_lfs:
                     s["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                s.update(st.sibling_fields.get(name, {}))
                 siblings.append(s)
             self._json(200, {"id": repo, "modelId": repo, "sha": COMMIT, "private": repo in st.private,
                              "gated": "manual" if repo in st.gated else False, "disabled": False,
@@ -228,6 +254,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
         self.state = state
         self.stopping = False
+        self.stopped = threading.Event()  # releases requests held by hang_api
 
 
 class FakeHub:
@@ -254,5 +281,6 @@ class FakeHub:
             return
         self._stopped = True
         self._server.stopping = True
+        self._server.stopped.set()
         self._server.shutdown()
         self._server.server_close()

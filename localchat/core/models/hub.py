@@ -3,22 +3,40 @@
 Split models (``name-00001-of-00003.gguf``) are grouped as one model with all their parts. Every call here is a
 network call the user asked for and runs inside :func:`hub_scope` (privacy lockdown lifted for it, audit label
 "download").
+
+The two metadata requests (a repo's file list, a search) go through huggingface_hub's own HTTP session, headers and
+error mapping, but with what its ``HfApi`` lacks: a connect/read timeout (``HUB_TIMEOUT_S``, or
+``LOCALCHAT_HUB_TIMEOUT`` seconds), a bounded number of tries, a cap on the answer's size and time, and every field
+used checked for type and range. A Hub that never answers, an HTML page sent with status 200 (a captive portal, a
+proxy), or sizes like ``"big"`` or ``-5`` all become one-line :class:`~localchat.errors.DownloadError` messages.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlparse
 
 from localchat.errors import DownloadError
 
 SPLIT_RE = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<total>\d{5})\.gguf$", re.I)
 QUANT_RE = re.compile(r"(?:^|[-_.])(I?Q\d(?:_[A-Z0-9]+)*|F16|BF16|F32)(?=[-_.]|$)", re.I)
-T = TypeVar("T")
+# the Hub's repo id rules: [owner/]name of letters, digits, "-", "_", "."; no "--" or ".."; at most 96 characters
+REPO_RE = re.compile(r"^(?!.*(?:--|\.\.))[\w.-]{1,96}(?:/[\w.-]{1,96})?$", re.ASCII)
+
+HUB_TIMEOUT_S = 15.0  # connect and between-bytes read timeout of one metadata request (LOCALCHAT_HUB_TIMEOUT)
+HUB_ATTEMPTS = 3  # tries of a metadata request that timed out, broke off or met a 5xx/429
+_MAX_ANSWER_BYTES = 64 * 1024 * 1024  # the file list of a repo with thousands of files is a few MB
+_MAX_FILE_SIZE = 1 << 50  # 1 PiB: a larger "size" is not a size
+_MAX_FILES = 100_000
+_HEX40 = re.compile(r"^[0-9a-fA-F]{40}$")
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 @dataclass
@@ -86,28 +104,28 @@ def group_gguf(repo: str, siblings: list[RemoteFile], revision: str | None = Non
                gated: bool = False) -> list[RemoteModel]:
     """Group a repo's files into models: each single ``.gguf``, and each complete split set as one model.
 
-    Vision projectors (``mmproj``) are not chat models and are left out. A split set with a part missing is left out
-    too (it could never load).
+    Vision projectors (``mmproj``) are not chat models and are left out. A split set with a part missing (or parts
+    that are not exactly 1..N of N) is left out too (it could never load).
     """
     singles: list[RemoteModel] = []
-    splits: dict[str, RemoteModel] = {}
-    totals: dict[str, int] = {}
+    splits: dict[tuple[str, int], RemoteModel] = {}
+    parts: dict[tuple[str, int], set[int]] = {}
     for f in siblings:
         if not f.path.lower().endswith(".gguf") or "mmproj" in f.path.lower().rsplit("/", 1)[-1]:
             continue
         m = SPLIT_RE.match(f.path)
         if m:
-            key = m.group("stem")
-            model = splits.setdefault(key, RemoteModel(repo, key.rsplit("/", 1)[-1], quant_of(f.path),
+            key = (m.group("stem"), int(m.group("total")))
+            model = splits.setdefault(key, RemoteModel(repo, key[0].rsplit("/", 1)[-1], quant_of(f.path),
                                                        revision=revision, gated=gated))
             model.files.append(f)
-            totals[key] = int(m.group("total"))
+            parts.setdefault(key, set()).add(int(m.group("part")))
         else:
             singles.append(RemoteModel(repo, f.path.rsplit("/", 1)[-1], quant_of(f.path), [f], revision, gated))
     complete = []
     for key, model in splits.items():
         model.files.sort(key=lambda f: f.path)
-        if len(model.files) == totals[key]:
+        if key[1] > 0 and parts[key] == set(range(1, key[1] + 1)) and len(model.files) == key[1]:
             complete.append(model)
     return sorted(singles + complete, key=lambda r: (r.quant, r.name))
 
@@ -172,35 +190,231 @@ def user_token() -> str | None:
         return None
 
 
-def _api(endpoint: str | None, token: str | None) -> Any:
-    from huggingface_hub import HfApi
+def hub_timeout() -> float:
+    """Seconds a metadata request may wait to connect, and between bytes of the answer."""
+    try:
+        t = float(os.environ.get("LOCALCHAT_HUB_TIMEOUT", "") or HUB_TIMEOUT_S)
+    except ValueError:
+        return HUB_TIMEOUT_S
+    return t if 0 < t < 3600 else HUB_TIMEOUT_S
 
-    return HfApi(endpoint=endpoint, token=token or False)
+
+def check_repo(repo: str) -> None:
+    """Refuse what cannot be a Hub repo id before asking the Hub (it would be pasted into a URL)."""
+    if not REPO_RE.match(repo):
+        raise DownloadError(f"{repo!r} is not a Hugging Face repo name (owner/name: letters, digits, '-', '_', '.')")
 
 
 def repo_models(repo: str, endpoint: str | None = None, revision: str | None = None) -> list[RemoteModel]:
     """The GGUF models of ``repo`` with sizes and sha256 (from the Hub's LFS metadata), pinned to its commit."""
+    from urllib.parse import quote
+
+    check_repo(repo)
+    path = f"/api/models/{repo}" + (f"/revision/{quote(revision, safe='')}" if revision else "")
     with hub_scope(endpoint):
         token = user_token()
-        info = _call(lambda: _api(endpoint, token).model_info(repo, revision=revision, files_metadata=True), repo,
-                     token)
-    files = []
-    for s in info.siblings or []:
-        lfs = getattr(s, "lfs", None)
-        sha = getattr(lfs, "sha256", None) if lfs is not None else None
-        size = getattr(s, "size", None) or (getattr(lfs, "size", None) if lfs is not None else None) or 0
-        files.append(RemoteFile(s.rfilename, int(size), sha, None if lfs is not None else getattr(s, "blob_id", None)))
-    return group_gguf(repo, files, getattr(info, "sha", None) or revision, bool(getattr(info, "gated", False)))
+        data = _get_json(endpoint, path, {"blobs": True}, token, repo)
+    try:
+        files, commit, gated = _listing(data)
+    except _Malformed as exc:
+        raise _broken(repo, str(exc)) from None
+    return group_gguf(repo, files, commit or revision, gated)
 
 
 def search(query: str, limit: int = 20, endpoint: str | None = None) -> list[dict[str, Any]]:
     """GGUF repos on the Hub matching ``query``, most downloaded first."""
+    params = {"search": query, "filter": "gguf", "limit": limit, "sort": "downloads"}
     with hub_scope(endpoint):
         token = user_token()
-        models = _call(lambda: list(_api(endpoint, token).list_models(search=query, filter="gguf", limit=limit,
-                                                                       sort="downloads")), query, token)
-    return [{"repo": m.id, "downloads": getattr(m, "downloads", None), "likes": getattr(m, "likes", None),
-             "gated": bool(getattr(m, "gated", False))} for m in models]
+        data = _get_json(endpoint, "/api/models", params, token, query)
+    try:
+        return _search_results(data, limit)
+    except _Malformed as exc:
+        raise _broken(query, str(exc)) from None
+
+
+def cached_results(entry: Any, files: bool) -> tuple[float, list[dict[str, Any]]] | None:
+    """``(time, results)`` of a kept search (``{"time", "results"}``, as ``models search`` stores it) when it has
+    the shape a fresh one has; None for anything else (an old format, a hand-edited or damaged cache)."""
+    if not isinstance(entry, dict):
+        return None
+    when, results = entry.get("time"), entry.get("results")
+    if not isinstance(when, (int, float)) or isinstance(when, bool) or not 0 <= when < 1e11:
+        return None
+    if not isinstance(results, list):
+        return None
+    try:
+        if files:
+            for r in results:
+                if not (isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("quant"), str)
+                        and isinstance(r.get("files"), list)):
+                    return None
+                _count(r.get("size"), "size")
+        else:
+            _search_results([{**r, "id": r.get("repo")} if isinstance(r, dict) else r for r in results], len(results))
+    except (_Malformed, KeyError, TypeError):
+        return None
+    return float(when), results
+
+
+class _Malformed(Exception):
+    """A Hub answer that is JSON but not the shape the Hub sends; the message names the field."""
+
+
+def _broken(what: str, why: str) -> DownloadError:
+    return DownloadError(f"Hugging Face sent an answer for {what} that localchat cannot use ({why}): a proxy or "
+                         f"captive portal in the way? Try again later")
+
+
+def _brief(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "…"
+
+
+def _count(v: Any, what: str, maximum: int = _MAX_FILE_SIZE) -> int:
+    if type(v) is not int or not 0 <= v <= maximum:
+        raise _Malformed(f"{what} is {_brief(v)}")
+    return v
+
+
+def _flag(v: Any, what: str) -> bool:
+    """``gated`` is false, or the kind of gating ("auto", "manual")."""
+    if v is None or isinstance(v, bool):
+        return bool(v)
+    if isinstance(v, str) and len(v) < 64:
+        return v.lower() not in ("", "false")
+    raise _Malformed(f"{what} is {_brief(v)}")
+
+
+def _listing(data: Any) -> tuple[list[RemoteFile], str | None, bool]:
+    """The GGUF files of a ``/api/models/{repo}?blobs=true`` answer, its commit and whether it is gated."""
+    if not isinstance(data, dict):
+        raise _Malformed(f"the answer is {type(data).__name__}, not an object")
+    siblings = data.get("siblings")
+    if siblings is None:
+        siblings = []
+    if not isinstance(siblings, list) or len(siblings) > _MAX_FILES:
+        raise _Malformed(f"its file list is {_brief(siblings) if not isinstance(siblings, list) else 'too long'}")
+    commit = data.get("sha")
+    if commit is not None and not (isinstance(commit, str) and _HEX40.match(commit)):
+        raise _Malformed(f"the commit is {_brief(commit)}")
+    files = []
+    for s in siblings:
+        if not isinstance(s, dict):
+            raise _Malformed(f"a file entry is {_brief(s)}")
+        name = s.get("rfilename")
+        if not isinstance(name, str) or not name or len(name) > 1024 or "\0" in name:
+            raise _Malformed(f"a file name is {_brief(name)}")
+        if not name.lower().endswith(".gguf"):
+            continue  # only GGUF files are used: the rest of the repo is not read
+        lfs = s.get("lfs")
+        if lfs is not None and not isinstance(lfs, dict):
+            raise _Malformed(f"the LFS entry of {name} is {_brief(lfs)}")
+        size = s.get("size")
+        if size is None and lfs is not None:
+            size = lfs.get("size")
+        size = 0 if size is None else _count(size, f"the size of {name}")
+        sha = lfs.get("sha256") if lfs is not None else None
+        if sha is not None and not (isinstance(sha, str) and _HEX64.match(sha)):
+            raise _Malformed(f"the sha256 of {name} is {_brief(sha)}")
+        blob = s.get("blobId") if lfs is None else None
+        if blob is not None and not (isinstance(blob, str) and _HEX40.match(blob)):
+            raise _Malformed(f"the git blob id of {name} is {_brief(blob)}")
+        files.append(RemoteFile(name, size, sha.lower() if sha else None, blob.lower() if blob else None))
+    return files, commit.lower() if commit else None, _flag(data.get("gated"), "gated")
+
+
+def _search_results(data: Any, limit: int) -> list[dict[str, Any]]:
+    if not isinstance(data, list):
+        raise _Malformed(f"the answer is {type(data).__name__}, not a list")
+    out = []
+    for m in data[:max(0, limit)]:
+        if not isinstance(m, dict):
+            raise _Malformed(f"a result is {_brief(m)}")
+        repo = m.get("id", m.get("modelId"))
+        if not isinstance(repo, str) or not REPO_RE.match(repo):
+            raise _Malformed(f"a repo name is {_brief(repo)}")
+        downloads, likes = m.get("downloads"), m.get("likes")
+        out.append({"repo": repo,
+                    "downloads": None if downloads is None else _count(downloads, f"the downloads of {repo}"),
+                    "likes": None if likes is None else _count(likes, f"the likes of {repo}"),
+                    "gated": _flag(m.get("gated"), f"gated of {repo}")})
+    return out
+
+
+def _get_json(endpoint: str | None, path: str, params: dict[str, Any], token: str | None, what: str) -> Any:
+    """GET a Hub API path through huggingface_hub's session, with timeouts and bounded retries; the decoded JSON.
+
+    Raises:
+        DownloadError: no usable answer (what was wrong, in one line).
+    """
+    import httpx
+    from huggingface_hub import constants, get_session
+    from huggingface_hub.utils._headers import build_hf_headers
+    from huggingface_hub.utils._http import hf_raise_for_status
+
+    url = (endpoint or constants.ENDPOINT).rstrip("/") + path
+    headers = build_hf_headers(token=token or False)  # the lockdown turns implicit tokens off: pass it explicitly
+    timeout = hub_timeout()
+    for attempt in range(1, HUB_ATTEMPTS + 1):
+        try:
+            status, resp_headers, body, request = _fetch(get_session(), url, params, headers, timeout)
+        except httpx.TimeoutException as exc:
+            if attempt < HUB_ATTEMPTS:
+                time.sleep(min(timeout, 1.0) * attempt)
+                continue
+            raise DownloadError(f"Hugging Face did not answer in time for {what} ({HUB_ATTEMPTS} tries, {timeout:g} s "
+                                f"each); check your connection and try again later") from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:  # cut off mid-answer
+            if attempt < HUB_ATTEMPTS:
+                time.sleep(min(timeout, 1.0) * attempt)
+                continue
+            raise hub_error(exc, what, token) or DownloadError(str(exc)) from exc
+        except Exception as exc:
+            mapped = hub_error(exc, what, token)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        if (status >= 500 or status == 429) and attempt < HUB_ATTEMPTS:
+            time.sleep(min(timeout, 1.0) * attempt)
+            continue
+        if status >= 400:
+            # the body was read here (bounded); huggingface_hub maps status and X-Error-Code to its exceptions
+            drop = ("content-encoding", "content-length", "transfer-encoding")
+            error = httpx.Response(status, headers=[(k, v) for k, v in resp_headers.multi_items() if k not in drop],
+                                   content=body, request=request)
+            try:
+                hf_raise_for_status(error)
+            except Exception as exc:
+                raise hub_error(exc, what, token) or DownloadError(_short(exc)) from exc
+            raise DownloadError(f"Hugging Face answered with an error for {what} (HTTP {status}); try again later")
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            looks = "an HTML page" if body.lstrip()[:1] == b"<" else "not JSON"
+            kind = resp_headers.get("content-type", "no type").split(";")[0][:40]
+            raise _broken(what, f"{looks}, {kind}") from None
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _fetch(session: Any, url: str, params: dict[str, Any], headers: dict[str, str],
+           timeout: float) -> tuple[int, Any, bytes, Any]:
+    """One GET: status, headers, body (at most _MAX_ANSWER_BYTES, within 4 x timeout in all), request."""
+    import httpx
+
+    deadline = time.monotonic() + 4 * timeout
+    with session.stream("GET", url, params=params, headers=headers, follow_redirects=True,
+                        timeout=httpx.Timeout(timeout)) as r:
+        chunks, total = [], 0
+        for chunk in r.iter_bytes():
+            total += len(chunk)
+            if total > _MAX_ANSWER_BYTES:
+                raise DownloadError(f"Hugging Face's answer is over {_MAX_ANSWER_BYTES // 2**20} MB, which no "
+                                    f"listing is: a proxy or captive portal in the way? Try again later")
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout("the answer trickled in too slowly", request=r.request)
+            chunks.append(chunk)
+        return r.status_code, r.headers, b"".join(chunks), r.request
 
 
 def hub_error(exc: BaseException, what: str, token: str | None = None) -> DownloadError | None:
@@ -261,12 +475,3 @@ def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) < 160 else text[:157] + "…"
 
-
-def _call(fn: Callable[[], T], what: str, token: str | None = None) -> T:
-    try:
-        return fn()
-    except Exception as exc:
-        mapped = hub_error(exc, what, token)
-        if mapped is None:
-            raise
-        raise mapped from exc
