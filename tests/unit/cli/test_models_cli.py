@@ -168,3 +168,81 @@ def test_pull_needs_a_choice(isolated_home: Path) -> None:
         r2 = localchat("models", "pull", REPO, home=isolated_home, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0")
     assert r.returncode == 2 and r.stdout == "" and "no quant 'Q9_9'" in r.stderr and "a-Q4_0.gguf (Q4_0" in r.stderr
     assert r2.returncode == 2 and "say which file to pull" in r2.stderr
+
+
+# -- bad input never prints a traceback (issue 11 items 4, 5, 12) --------------------------------------------
+
+def no_traceback(r: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("localchat: error: "), r.stderr
+    return lines[0]
+
+
+def test_import_refuses_bad_names_and_odd_files_without_leaving_copies(isolated_home: Path, starter_model: Path,
+                                                                       tmp_path: Path) -> None:
+    src = tmp_path / "model.gguf"
+    src.write_bytes(starter_model.read_bytes())
+    assert "invalid model name 'Bad Name'" in no_traceback(
+        localchat("models", "import", str(src), "--name", "Bad Name", "--json", home=isolated_home))
+    models = isolated_home / "models"
+    assert not models.exists() or not any(models.iterdir())  # nothing copied, nothing left
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    assert "is a FIFO (named pipe), not a model file" in no_traceback(
+        localchat("models", "import", str(fifo), "--json", home=isolated_home))  # returns: it never opens it
+    loop = tmp_path / "loop.gguf"
+    loop.symlink_to(loop)
+    assert "Too many levels of symbolic links" in no_traceback(
+        localchat("models", "import", str(loop), "--json", home=isolated_home))
+    big = tmp_path / "big-00001-of-99999.gguf"
+    big.write_bytes(starter_model.read_bytes())
+    line = no_traceback(localchat("models", "import", str(big), "--json", home=isolated_home))
+    assert len(line) < 500
+    assert not models.exists() or not any(models.iterdir())
+
+
+def test_damaged_library_is_reported_in_one_line_and_the_rest_works(isolated_home: Path, starter_model: Path,
+                                                                    tmp_path: Path) -> None:
+    lib = isolated_home / "data" / "library.json"
+    lib.parent.mkdir(parents=True)
+    lib.write_text("[]")
+    r = localchat("models", "list", "--json", home=isolated_home)
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "unreadable" in r.stderr
+    assert isinstance(json.loads(r.stdout)["models"], list)
+    for n in "abc":
+        (tmp_path / n).write_text(n)
+    lib.write_text(json.dumps({"version": 1, "models": [
+        {"name": "ok", "path": str(starter_model), "size": 5, "in_place": True},
+        {"name": "p5", "path": 5, "size": 1}, {"name": "big", "path": str(starter_model), "size": "big"},
+        {"name": "ex", "path": str(starter_model), "size": 1, "extra": [1]},
+        {"name": "abc", "path": str(tmp_path / "a"), "size": 1, "parts": "abc"}, {"size": 1}]}))
+    r = localchat("models", "list", home=isolated_home)
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "ok" in r.stdout
+    warnings = [line for line in r.stderr.splitlines() if "damaged" in line]
+    assert len(warnings) == 1 and "5 damaged library entries set aside in" in warnings[0]
+    rm = subprocess.run([sys.executable, "-m", "localchat", "models", "rm", "abc"], capture_output=True, text=True,
+                        cwd=tmp_path, env=dict(os.environ, LOCALCHAT_HOME=str(isolated_home)), timeout=180)
+    assert "no model named 'abc'" in no_traceback(rm)
+    assert all((tmp_path / n).read_text() == n for n in "abc")
+    assert [m["name"] for m in one_json(localchat("models", "list", "--json", home=isolated_home))["models"]
+            if m["name"] == "ok"] == ["ok"]
+
+
+def test_rm_keeps_a_file_outside_the_models_folder(isolated_home: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "precious.gguf"
+    outside.write_bytes(b"mine")
+    lib = isolated_home / "data" / "library.json"
+    lib.parent.mkdir(parents=True)
+    lib.write_text(json.dumps({"version": 1, "models": [{"name": "x", "path": str(outside), "size": 4}]}))
+    r = one_json(localchat("models", "rm", "x", "--json", home=isolated_home))
+    assert r == {"removed": "x", "deleted_files": [], "kept_files": [str(outside)]} and outside.exists()
+
+
+def test_pull_refuses_a_bad_name_before_asking_the_hub(isolated_home: Path) -> None:
+    state = HubState(repos={REPO: {"a-Q4_0.gguf": b"x"}})
+    with FakeHub(state) as hub:
+        r = localchat("models", "pull", REPO, "--name", "Bad Name", "--json", home=isolated_home,
+                      HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0")
+    assert "invalid model name" in no_traceback(r, 2) and state.requests == []
