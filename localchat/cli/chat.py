@@ -4,25 +4,69 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from localchat.context import AppContext
 
 
+def _checked(parse: Callable[[str], Any], check: str) -> Callable[[str], Any]:
+    """An argparse type: parse, then the same range check the settings and the engine apply (one-line errors)."""
+
+    def convert(text: str) -> Any:
+        from localchat.core.chat import messages
+        from localchat.errors import LocalChatError
+        from localchat.settings import check_ctx
+
+        try:
+            value = parse(text)
+        except ValueError:
+            kind = "whole number" if parse is int else "number"
+            raise argparse.ArgumentTypeError(f"not a {kind}: {text!r}") from None
+        try:
+            return check_ctx(value) if check == "check_ctx" else getattr(messages, check)(value)
+        except LocalChatError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__  # argparse names the type in its "invalid int value" message
+    return convert
+
+
+def _gpu_layers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < -1:
+        raise argparse.ArgumentTypeError(f"must be -1 (all), 0 or more, not {value}")
+    return value
+
+
+def _prompt(text: str) -> str:
+    from localchat.core.chat.messages import check_text
+    from localchat.errors import LocalChatError
+
+    try:
+        return check_text("the prompt", text)
+    except LocalChatError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("chat", help="ask the model one question")
     p.add_argument("--model", "-m", default=None, help="library name or .gguf path (default: last used)")
-    p.add_argument("--max-tokens", type=int, default=None)
-    p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--ctx", type=int, default=None, help="context length in tokens")
-    p.add_argument("--gpu-layers", type=int, default=None, help="override the planner's GPU layer count")
+    p.add_argument("--max-tokens", type=_checked(int, "check_max_tokens"), default=None)
+    p.add_argument("--temperature", type=_checked(float, "check_temperature"), default=None)
+    p.add_argument("--top-p", type=_checked(float, "check_top_p"), default=None)
+    p.add_argument("--seed", type=_checked(int, "check_seed"), default=None)
+    p.add_argument("--ctx", type=_checked(int, "check_ctx"), default=None, help="context length in tokens")
+    p.add_argument("--gpu-layers", type=_gpu_layers, default=None,
+                   help="override the planner's GPU layer count (-1: all)")
     p.add_argument("--system", default=None, help="system prompt")
     p.add_argument("--isolation", choices=("off", "auto", "require"), default=None,
                    help="worker network sandbox (default: auto, or require when set in settings)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("prompt", help="the question ('-' reads standard input)")
+    p.add_argument("prompt", type=_prompt, help="the question ('-' reads standard input)")
     p.set_defaults(func=run)
 
 
@@ -40,16 +84,9 @@ def warn_if_not_isolated(isolation: dict[str, Any]) -> None:
 
 def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.cli import emit_json, fail
-    from localchat.core.chat.history import default_sampling, fold_system_prompt
-    from localchat.core.chat.messages import (
-        ChatMessage,
-        ContentChunk,
-        ErrorChunk,
-        NoticeChunk,
-        ReasoningChunk,
-        SamplingParams,
-        TurnResult,
-    )
+    from localchat.core.chat.conversation import question_turn
+    from localchat.core.chat.messages import ContentChunk, ErrorChunk, NoticeChunk, ReasoningChunk, TurnResult
+    from localchat.core.chat.turn import stream_turn
     from localchat.core.engine.client import EngineClient
     from localchat.core.engine.session import plan_load
     from localchat.core.hardware.detect import SystemProbes, detect
@@ -75,25 +112,14 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
         options, _plan = plan_load(path, n_ctx=n_ctx, settings=s, gpu_layers_override=args.gpu_layers,
                                    machine=machine)
         info = client.load(path, options)
-        base = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=args.seed)
-        sampling = default_sampling(info.is_r1, base)
-        overrides: dict[str, Any] = {}
-        if args.temperature is not None:
-            overrides["temperature"] = args.temperature
-        if args.top_p is not None:
-            overrides["top_p"] = args.top_p
-        if args.max_tokens is not None:
-            overrides["max_tokens"] = args.max_tokens
-        sampling = SamplingParams.from_dict({**sampling.to_dict(), **overrides})
+        # the same sampling and history rules as the window (core.chat.conversation)
         system = args.system if args.system is not None else s.system_prompt
-        messages = [ChatMessage("system", system)] if system else []
-        messages.append(ChatMessage("user", prompt))
-        if info.is_r1:
-            messages = fold_system_prompt(messages)
+        request = question_turn(prompt, system, s, info.is_r1, {
+            "temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens, "seed": args.seed})
 
         result = TurnResult()
         in_reasoning = False
-        for chunk in client.chat(messages, sampling):
+        for chunk in stream_turn(client, request):
             result.add(chunk)
             if args.json:
                 continue

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from localchat.core.chat.messages import ChatMessage, ErrorChunk, SamplingParams
+from localchat.core.chat.conversation import TurnRequest
+from localchat.core.chat.messages import ErrorChunk
+from localchat.core.chat.turn import stream_turn
 from localchat.core.engine.client import EngineClient
 from localchat.core.engine.protocol import LoadInfo, LoadOptions
 from localchat.core.engine.session import plan_load
@@ -99,13 +100,13 @@ class EngineWorker(QObject):
             log.exception("model load failed")
             self.loadFailed.emit(request.load_id, f"{type(exc).__name__}: {exc}")
 
-    @Slot(str, list, object)
-    def chat(self, request_id: str, messages: list[Any], sampling: object) -> None:
-        assert isinstance(sampling, SamplingParams)
+    @Slot(object)
+    def chat(self, request: object) -> None:
+        assert isinstance(request, TurnRequest)
+        request_id = request.request_id
         try:
             self._ensure_started()
-            for c in self.client.chat([ChatMessage(m["role"], m["content"]) for m in messages], sampling,
-                                      request_id=request_id):
+            for c in stream_turn(self.client, request):
                 self.chunk.emit(c)
         except WorkerCrashed as exc:
             self._model = None  # the window reloads explicitly, so the user sees the load progress
@@ -120,11 +121,11 @@ class EngineBridge(QObject):
 
     Signals:
         requestLoad(object): a LoadRequest, queued into the engine thread.
-        requestChat(str, list, object): request id, messages as dicts, SamplingParams.
+        requestChat(object): a TurnRequest (core.chat.conversation).
     """
 
     requestLoad = Signal(object)
-    requestChat = Signal(str, list, object)
+    requestChat = Signal(object)
 
     def __init__(self, isolation: str = "auto", parent: QObject | None = None) -> None:
         super().__init__(parent)

@@ -1,7 +1,8 @@
 """The main window: navigation rail, conversations, the chat (or the Models / Network page), the top bar.
 
 It composes the parts and routes events between them; the work lives elsewhere: the engine runs in its own thread
-and process (engine_bridge), rendering in chat_view, persistence in core.chat.store.
+and process (engine_bridge), rendering in chat_view, persistence in core.chat.store, and the logic of a chat turn
+(sampling, history rules, gathering and saving the answer) in core.chat.conversation and core.chat.turn.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import base64
 import json
 import logging
 import threading
-import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -31,17 +31,10 @@ from PySide6.QtWidgets import (
 )
 
 from localchat.context import AppContext
-from localchat.core.chat.history import default_sampling, fold_system_prompt, strip_reasoning
-from localchat.core.chat.messages import (
-    ChatMessage,
-    ContentChunk,
-    ErrorChunk,
-    NoticeChunk,
-    ReasoningChunk,
-    SamplingParams,
-    StatsChunk,
-)
+from localchat.core.chat.conversation import conversation_turn, effective_sampling
+from localchat.core.chat.conversation import history_for as history_for  # the rules' old home, kept importable
 from localchat.core.chat.store import ConversationStore, Message
+from localchat.core.chat.turn import Status, Turn, TurnOutcome
 from localchat.core.engine.protocol import LoadInfo
 from localchat.errors import LocalChatError
 from localchat.gui import theme as theming
@@ -55,34 +48,9 @@ from localchat.gui.models_page import ModelsPage
 from localchat.gui.network_page import NetworkPage
 from localchat.gui.sidebar import Sidebar
 from localchat.gui.toast import Toast
-from localchat.settings import Settings
 
 log = logging.getLogger(__name__)
-CHECKPOINT_S = 2.0  # a streaming answer is saved this often, so even a killed app keeps it
-ERROR_HINTS = {
-    "context_overflow": "Shorten the message, start a new chat, or raise the context length in Settings.",
-    "out_of_memory": "The model ran out of memory: lower the context length or the GPU layers in Settings.",
-}
 PAGE_TITLES = {"models": "Models", "network": "Network & privacy"}
-
-
-def effective_sampling(settings: Settings, overrides: dict[str, Any], is_r1: bool) -> SamplingParams:
-    """App defaults, then the model family's recommendation (R1 distills), then the chat's own overrides."""
-    base = SamplingParams(temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens)
-    base = default_sampling(is_r1, base)
-    known = {k: v for k, v in overrides.items() if k in ("temperature", "top_p", "max_tokens")}
-    return replace(base, **known)
-
-
-def history_for(messages: list[Message], system_prompt: str, is_r1: bool) -> list[ChatMessage]:
-    """What is sent to the model: user and assistant text (reasoning never goes back), the system prompt first
-    (folded into the first question for R1 distills, which are trained without one)."""
-    history = [ChatMessage("user" if m.role == "user" else "assistant", m.content) for m in messages
-               if m.role in ("user", "assistant") and m.content.strip()]
-    history = strip_reasoning(history)
-    if system_prompt.strip():
-        history.insert(0, ChatMessage("system", system_prompt))
-    return fold_system_prompt(history) if is_r1 else history
 
 
 class MainWindow(QMainWindow):
@@ -111,8 +79,7 @@ class MainWindow(QMainWindow):
         self._load_id = ""
         self._pending_send = False
         self._deleted: list[int] = []
-        self._stream_row: int | None = None
-        self._last_checkpoint = 0.0
+        self._turn: Turn | None = None  # the answer streaming now (core: its text, checkpoints and saved row)
         self._shut = False
         self.theme = theming.apply_theme(ctx.settings.theme)
         self._build()
@@ -500,34 +467,41 @@ class MainWindow(QMainWindow):
                                               "or import a GGUF file.")
             return
         conv = self.store.get(self.conversation_id)
-        is_r1 = self.load_info.is_r1
-        history = history_for(self.store.messages(self.conversation_id), conv.system_prompt if conv else "", is_r1)
-        sampling = effective_sampling(self.ctx.settings, conv.sampling if conv else {}, is_r1)
-        self.current_request = uuid.uuid4().hex
-        self._stream_row = None
-        self._last_checkpoint = time.monotonic()
+        request = conversation_turn(self.store.messages(self.conversation_id), conv.system_prompt if conv else "",
+                                    conv.sampling if conv else {}, self.ctx.settings, self.load_info.is_r1)
+        self.current_request = request.request_id
+        self._turn = Turn(request.request_id, self.model_name, store=self.store,
+                          conversation_id=self.conversation_id)
         self.chat.begin_stream(self.model_name)
         self._set_busy(True)
-        self.bridge.requestChat.emit(self.current_request, [m.to_dict() for m in history], sampling)
+        self.bridge.requestChat.emit(request)
+
+    def _current_turn(self) -> Turn:
+        """The turn of ``current_request`` (made here for a stream begun without one: a failed load, a test)."""
+        rid = self.current_request or ""
+        if self._turn is None or self._turn.request_id != rid:
+            m = self.chat.streaming
+            self._turn = Turn(rid, m.model if m is not None else "", store=self.store,
+                              conversation_id=self.conversation_id)
+        return self._turn
+
+    @property
+    def _stream_row(self) -> int | None:
+        """The saved row of the streaming answer, once checkpointed."""
+        return self._turn.row_id if self._turn is not None else None
 
     @Slot(object)
     def _on_chunk(self, chunk: object) -> None:
-        if getattr(chunk, "request_id", None) != self.current_request:
+        if self.current_request is None or getattr(chunk, "request_id", None) != self.current_request:
             return  # a superseded request
-        if isinstance(chunk, ContentChunk):
-            self.chat.append_chunk("content", chunk.text)
-        elif isinstance(chunk, ReasoningChunk):
-            self.chat.append_chunk("reasoning", chunk.text)
-        elif isinstance(chunk, NoticeChunk):
-            self.chat.append_chunk("notice", chunk.text)
-        elif isinstance(chunk, StatsChunk):
-            status = "stopped" if chunk.stats.finish_reason == "cancelled" else "complete"
-            self._finish(status, chunk.stats.to_dict())
+        turn = self._current_turn()
+        update = turn.feed(chunk)  # type: ignore[arg-type]
+        if update.outcome is not None:
+            self._finish(update.outcome.status, update.outcome.stats, update.outcome.error)
             return
-        elif isinstance(chunk, ErrorChunk):
-            self._finish("error", {}, f"{chunk.message} {ERROR_HINTS.get(chunk.kind, '')}".strip())
-            return
-        if time.monotonic() - self._last_checkpoint >= CHECKPOINT_S:
+        if update.kind in ("content", "reasoning", "notice"):
+            self.chat.append_chunk(update.kind, update.text)
+        if turn.checkpoint_due():
             self.checkpoint()
 
     @Slot(str, str)
@@ -537,38 +511,29 @@ class MainWindow(QMainWindow):
         self.load_info = None
         self.model_name = None  # the next question starts a new worker and reloads the model
         self.top.set_status("Stopped — ask again to restart", message)
-        self._finish("error", {}, f"The model stopped unexpectedly: {message}. Your conversation is saved; "
-                                  "Retry or ask again to restart it.")
+        outcome = self._current_turn().crashed(message)
+        self._finish(outcome.status, outcome.stats, outcome.error)
 
     def checkpoint(self) -> None:
         """Save the streaming answer so far (status "stopped" until it completes)."""
         m = self.chat.streaming
-        if m is None or self.conversation_id is None or not (m.content or m.reasoning):
+        if m is None or self.conversation_id is None:
             return
-        self._last_checkpoint = time.monotonic()
-        stats = {"model": m.model}
-        if self._stream_row is None:
-            self._stream_row = self.store.add_message(self.conversation_id, "assistant", m.content, m.reasoning,
-                                                      status="stopped", stats=stats).id
-        else:
-            self.store.update_message(self._stream_row, content=m.content, reasoning=m.reasoning)
-        m.db_id = self._stream_row
+        turn = self._current_turn()
+        turn.checkpoint()
+        if turn.row_id is not None:
+            m.db_id = turn.row_id
 
-    def _finish(self, status: str, stats: dict[str, Any], error: str = "") -> None:
+    def _finish(self, status: Status, stats: dict[str, Any], error: str = "") -> None:
         m = self.chat.streaming
+        turn = self._current_turn() if m is not None else None
         self.chat.finish_stream(status, stats, error)
-        if m is not None and self.conversation_id is not None and (m.content or m.reasoning or status != "complete"):
-            saved_stats = dict(m.stats, model=m.model)
-            if error:
-                saved_stats["error"] = error
-            if self._stream_row is not None:
-                self.store.update_message(self._stream_row, content=m.content, reasoning=m.reasoning,
-                                          status=status, stats=saved_stats)
-                m.db_id = self._stream_row
-            else:
-                m.db_id = self.store.add_message(self.conversation_id, "assistant", m.content, m.reasoning,
-                                                 status=status, stats=saved_stats).id
-        self._stream_row = None
+        if m is not None and turn is not None and self.conversation_id is not None:
+            # the view's stats: the turn's, plus how long the model thought
+            turn.finish(TurnOutcome(status, dict(m.stats), error))
+            if turn.row_id is not None:
+                m.db_id = turn.row_id
+        self._turn = None
         self.current_request = None
         self._pending_send = False
         self._set_busy(False)
