@@ -105,13 +105,41 @@ class CatalogueEntry:
                             "files": [f.to_dict() for f in q.files]} for q in self.quants]}
 
 
+def _text(v: Any, what: str) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError(f"{what} is {v!r}, not text")
+    return v
+
+
+def _whole(v: Any, what: str, hi: int = 1 << 50) -> int:
+    if type(v) is not int or not 0 <= v <= hi:
+        raise ValueError(f"{what} is {v!r}, not a size")
+    return v
+
+
 def _quant(name: str, raw: dict[str, Any]) -> CatalogueQuant:
     parts = raw.get("files", [raw])
-    return CatalogueQuant(name, [RemoteFile(str(p["file"]), int(p["size"]), p.get("sha256")) for p in parts],
-                          bool(raw.get("missing")))
+    if not isinstance(parts, list) or not parts:
+        raise ValueError(f"quant {name} has no files")
+    files = []
+    for p in parts:
+        sha = p.get("sha256")
+        if sha is not None and not (isinstance(sha, str) and len(sha) == 64):
+            raise ValueError(f"{p.get('file')!r} has a sha256 of {sha!r}")
+        files.append(RemoteFile(_text(p["file"], "a file"), _whole(p["size"], f"the size of {p['file']}"), sha))
+    return CatalogueQuant(name, files, bool(raw.get("missing")))
 
 
 def _entry(m: dict[str, Any]) -> CatalogueEntry:
+    """One catalogue entry; ValueError/KeyError/TypeError when a field is missing or of the wrong type."""
+    from localchat.core.models.hub import REPO_RE
+
+    if not REPO_RE.match(_text(m["repo"], "repo")):
+        raise ValueError(f"repo {m['repo']!r} is not a Hugging Face repo id")
+    _text(m["id"], "id")
+    _text(m["title"], "title")
+    if not isinstance(m.get("quants", {}), dict) or not isinstance(m.get("sampling", {}), dict):
+        raise ValueError(f"{m['id']}: quants and sampling must be objects")
     return CatalogueEntry(
         id=m["id"], title=m["title"], repo=m["repo"], license=m.get("license", "?"),
         description=m.get("description", ""), context=int(m.get("context", 4096)),
@@ -142,14 +170,15 @@ class Catalogue:
                 return data
             except FileNotFoundError:
                 continue
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                 log.warning("catalogue %s unreadable (%s); trying the next copy", path, exc)
         return {"models": []}
 
     @property
     def refreshed(self) -> float | None:
         """When the catalogue was last refreshed from the Hub (None: the shipped copy)."""
-        return float(self._raw().get("refreshed", 0)) or None
+        when = self._raw().get("refreshed", 0)
+        return float(when) if isinstance(when, (int, float)) and 0 < when < 1e11 else None
 
     def entries(self) -> list[CatalogueEntry]:
         return [_entry(m) for m in self._raw().get("models", [])]
@@ -175,17 +204,30 @@ class Catalogue:
     def refresh(self, endpoint: str | None = None) -> RefreshReport:
         """Update every entry's files, sizes, sha256 and commit from the Hub into the cached copy.
 
-        A repo that fails (renamed, gated, a dropped connection) keeps what the catalogue had and is reported;
-        when every repo fails for the same reason (offline mode, no network) that error is raised.
+        A repo that fails (renamed, gated, a malformed listing) keeps what the catalogue had and is reported; when
+        every repo fails for the same reason, or the Hub cannot be asked at all (offline mode, no network, no answer
+        in time, a captive portal's page) that error is raised, and the repos after such a failure are not asked.
         """
-        from localchat.core.models.hub import repo_models
+        from localchat.core.models.hub import HubUnavailable, repo_models
 
         raw = self._raw()
-        updated, ok, failed = 0, [], {}
+        updated = 0
+        ok: list[str] = []
+        failed: dict[str, str] = {}
         errors: list[DownloadError] = []
+        unavailable: HubUnavailable | None = None
         for m in raw.get("models", []):
+            if unavailable is not None:  # no answer in time, or not the Hub answering: asking on costs minutes
+                failed[m["repo"]] = str(unavailable)
+                continue
             try:
                 remote = repo_models(m["repo"], endpoint=endpoint)
+            except HubUnavailable as exc:
+                if not ok:
+                    raise
+                failed[m["repo"]] = str(exc)
+                unavailable = exc
+                continue
             except DownloadError as exc:
                 failed[m["repo"]] = str(exc)
                 errors.append(exc)

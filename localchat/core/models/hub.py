@@ -39,6 +39,11 @@ _HEX40 = re.compile(r"^[0-9a-fA-F]{40}$")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
+class HubUnavailable(DownloadError):
+    """The Hub as a whole cannot be asked now: offline mode, no network, no answer in time, or something else
+    answering in its place (a captive portal's HTML). Asking about another repo would fail the same way."""
+
+
 @dataclass
 class RemoteFile:
     """One file in a Hub repo. ``sha256`` is the LFS hash; ``blob_id`` the git object id (used to verify the rare
@@ -363,8 +368,8 @@ def _get_json(endpoint: str | None, path: str, params: dict[str, Any], token: st
             if attempt < HUB_ATTEMPTS:
                 time.sleep(min(timeout, 1.0) * attempt)
                 continue
-            raise DownloadError(f"Hugging Face did not answer in time for {what} ({HUB_ATTEMPTS} tries, {timeout:g} s "
-                                f"each); check your connection and try again later") from exc
+            raise HubUnavailable(f"Hugging Face did not answer in time for {what} ({HUB_ATTEMPTS} tries, "
+                                 f"{timeout:g} s each); check your connection and try again later") from exc
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:  # cut off mid-answer
             if attempt < HUB_ATTEMPTS:
                 time.sleep(min(timeout, 1.0) * attempt)
@@ -393,7 +398,7 @@ def _get_json(endpoint: str | None, path: str, params: dict[str, Any], token: st
         except (ValueError, RecursionError):
             looks = "an HTML page" if body.lstrip()[:1] == b"<" else "not JSON"
             kind = resp_headers.get("content-type", "no type").split(";")[0][:40]
-            raise _broken(what, f"{looks}, {kind}") from None
+            raise HubUnavailable(str(_broken(what, f"{looks}, {kind}"))) from None
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
@@ -448,7 +453,7 @@ def hub_error(exc: BaseException, what: str, token: str | None = None) -> Downlo
         return DownloadError(f"{what} was not found on Hugging Face (404): the file may have been renamed or "
                              f"removed; list the repo's files again")
     if isinstance(exc, OfflineModeIsEnabled):
-        return DownloadError("localchat is offline: Hugging Face is only contacted for a download you start")
+        return HubUnavailable("localchat is offline: Hugging Face is only contacted for a download you start")
     if isinstance(exc, HfHubHTTPError):
         if status == 404:
             return DownloadError(f"{what} was not found on Hugging Face (404)")
@@ -463,11 +468,12 @@ def hub_error(exc: BaseException, what: str, token: str | None = None) -> Downlo
                                  f"private; request access on its page, then try again")
         if status == 416:
             return DownloadError(f"the server refused to resume {what} (416); delete the partial file and try again")
-        return DownloadError(f"Hugging Face answered with an error for {what} (HTTP {status}); try again later")
+        error = HubUnavailable if isinstance(status, int) and status >= 500 else DownloadError
+        return error(f"Hugging Face answered with an error for {what} (HTTP {status}); try again later")
     if isinstance(exc, httpx.TimeoutException):
-        return DownloadError(f"Hugging Face did not answer in time for {what}; check your connection and try again")
+        return HubUnavailable(f"Hugging Face did not answer in time for {what}; check your connection and try again")
     if isinstance(exc, (httpx.TransportError, OSError)):
-        return DownloadError(f"cannot reach Hugging Face ({_short(exc)}); check your connection and try again")
+        return HubUnavailable(f"cannot reach Hugging Face ({_short(exc)}); check your connection and try again")
     return None
 
 

@@ -137,3 +137,91 @@ def test_library_extra_carries_the_recommendations(catalogue: Catalogue) -> None
     extra = e.library_extra()
     assert extra["sampling"] == {"temperature": 0.6, "top_p": 0.95} and extra["recommended_context"] == e.context
     assert json.loads(json.dumps(e.to_dict()))["quants"][0]["files"][0]["path"].endswith(".gguf")
+
+
+@pytest.mark.parametrize("damage", ["size big", "size -5", "size true", "a list", "repo a url", "id a number",
+                                    "quants a list", "sha256 a number", "deep nesting"])
+def test_a_cached_copy_with_wrong_types_falls_back_to_the_shipped_one(catalogue: Catalogue, damage: str) -> None:
+    raw = json.loads(shipped_catalogue().read_text(encoding="utf-8"))
+    m = raw["models"][0]
+    q = next(iter(m["quants"].values()))
+    part = q["files"][0] if "files" in q else q
+    if damage.startswith("size"):
+        part["size"] = {"size big": "big", "size -5": -5, "size true": True}[damage]
+    elif damage == "a list":
+        raw = [raw]
+    elif damage == "repo a url":
+        m["repo"] = "https://evil.example/x"
+    elif damage == "id a number":
+        m["id"] = 7
+    elif damage == "quants a list":
+        m["quants"] = [1, 2]
+    elif damage == "sha256 a number":
+        part["sha256"] = 12
+    catalogue.cached.parent.mkdir(parents=True, exist_ok=True)
+    text = "[" * 100_000 if damage == "deep nesting" else json.dumps(raw)
+    catalogue.cached.write_text(text, encoding="utf-8")
+    entries = catalogue.entries()
+    assert {e.title for e in entries} >= R1_DISTILLS
+    assert all(q.size > 0 for e in entries for q in e.quants)  # the shipped sizes, not the damaged ones
+
+
+def test_a_refresh_time_that_is_not_a_time_means_never_refreshed(catalogue: Catalogue) -> None:
+    raw = json.loads(shipped_catalogue().read_text(encoding="utf-8"))
+    catalogue.cached.parent.mkdir(parents=True, exist_ok=True)
+    for when in ("yesterday", None, -1, 1e300, [1]):
+        raw["refreshed"] = when
+        catalogue.cached.write_text(json.dumps(raw), encoding="utf-8")
+        assert catalogue.refreshed is None, when
+
+
+def test_refresh_from_a_hub_answering_html_raises_one_line(catalogue: Catalogue) -> None:
+    state = fake_hub_for(catalogue.entries())
+    state.html_api = True
+    with FakeHub(state) as hub, pytest.raises(DownloadError, match=r"cannot use \(an HTML page") as err:
+        catalogue.refresh(endpoint=hub.url)
+    assert not catalogue.cached.exists() and "\n" not in str(err.value)
+    assert len(state.requests) == 1  # a captive portal answers every repo the same: asked once
+
+
+def test_refresh_from_a_hub_with_bad_sizes_keeps_the_shipped_values(catalogue: Catalogue) -> None:
+    entries = catalogue.entries()
+    state = fake_hub_for(entries)
+    e = catalogue.get("r1-distill-qwen-14b")
+    assert e is not None
+    for q in e.quants:
+        state.sibling_fields[q.file] = {"size": "big"}
+    with FakeHub(state) as hub:
+        report = catalogue.refresh(endpoint=hub.url)
+    assert list(report.failed) == [e.repo] and "the size of" in report.failed[e.repo]
+    kept = catalogue.get("r1-distill-qwen-14b")
+    assert kept is not None and kept.quants[0].size == e.quants[0].size and not kept.quants[0].verified
+
+
+def test_refresh_stops_asking_a_hub_that_never_answers(catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCALCHAT_HUB_TIMEOUT", "0.2")
+    state = fake_hub_for(catalogue.entries())
+    state.hang_api = 1000
+    with FakeHub(state) as hub, pytest.raises(DownloadError, match="did not answer in time"):
+        catalogue.refresh(endpoint=hub.url)
+    assert len([r for r in state.requests if " /api/" in r]) == 3  # one repo's tries, not every repo's
+    assert not catalogue.cached.exists()
+
+
+def test_refresh_reports_the_rest_once_the_hub_goes_away(catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch) -> None:
+    from localchat.core.models import hub
+
+    entries = catalogue.entries()
+    asked: list[str] = []
+
+    def repo_models(repo: str, endpoint: str | None = None) -> list:  # type: ignore[type-arg]
+        asked.append(repo)
+        if len(asked) > 1:
+            raise hub.HubUnavailable("Hugging Face did not answer in time")
+        return []
+
+    monkeypatch.setattr(hub, "repo_models", repo_models)
+    report = catalogue.refresh(endpoint="http://127.0.0.1:9")
+    assert asked == [entries[0].repo, entries[1].repo]  # nobody asked after the Hub stopped answering
+    assert report.repos_ok == [entries[0].repo] and set(report.failed) == {e.repo for e in entries[1:]}
+    assert all("did not answer" in why for why in report.failed.values())
