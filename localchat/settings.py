@@ -16,12 +16,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localchat.core.chat.messages import (
+    InvalidRequest,
+    check_max_tokens,
+    check_temperature,
+    check_text,
+    check_top_p,
+)
 from localchat.errors import SettingsError
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 THEMES = ("system", "light", "dark")
+MIN_CTX = 256
+MAX_CTX = 1 << 24  # beyond any model's training context; what fits this machine is checked at load (session.py)
+MAX_THREADS = 1024
+
+
+def check_ctx(value: Any) -> int:
+    """A context length in tokens, as a user may set it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SettingsError(f"context length must be a whole number of tokens, not {value!r}")
+    if not MIN_CTX <= value <= MAX_CTX:
+        raise SettingsError(f"context length must be from {MIN_CTX} to {MAX_CTX} tokens, not {value}")
+    return value
+
+
+def _whole(name: str, value: Any, low: int, high: int | None = None, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SettingsError(f"{name} must be a whole number, not {value!r}")
+    if value < low or (high is not None and value > high):
+        raise SettingsError(f"{name} must be from {low} to {high}, not {value}" if high is not None else
+                            f"{name} must be at least {low}, not {value}")
+
+
+def _text(name: str, value: Any, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise SettingsError(f"{name} must be text{' or null' if optional else ''}, not {value!r}")
 
 
 @dataclass
@@ -44,20 +80,31 @@ class Settings:
     window: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        if not 0.0 <= self.temperature <= 5.0:
-            raise SettingsError(f"temperature must be between 0 and 5, not {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise SettingsError(f"top_p must be in (0, 1], not {self.top_p}")
-        if self.max_tokens < 1:
-            raise SettingsError(f"max_tokens must be at least 1, not {self.max_tokens}")
-        if self.n_ctx < 256:
-            raise SettingsError(f"context length must be at least 256 tokens, not {self.n_ctx}")
-        if self.n_threads is not None and self.n_threads < 1:
-            raise SettingsError(f"threads must be at least 1, not {self.n_threads}")
-        if self.n_gpu_layers is not None and self.n_gpu_layers < -1:
-            raise SettingsError(f"GPU layers must be -1 (all), 0 or more, not {self.n_gpu_layers}")
+        """Raises SettingsError naming the first value of the wrong type or out of range, in one line."""
+        try:
+            check_temperature(self.temperature)
+            check_top_p(self.top_p)
+            check_max_tokens(self.max_tokens)
+            check_text("system_prompt", self.system_prompt)
+        except InvalidRequest as exc:
+            raise SettingsError(str(exc)) from None
+        check_ctx(self.n_ctx)
+        if self.n_threads is not None:
+            _whole("threads", self.n_threads, 1, MAX_THREADS)
+        if self.n_gpu_layers is not None and (isinstance(self.n_gpu_layers, bool)
+                                              or not isinstance(self.n_gpu_layers, int) or self.n_gpu_layers < -1):
+            raise SettingsError(f"GPU layers must be -1 (all), 0 or more, not {self.n_gpu_layers!r}")
+        _whole("last_conversation", self.last_conversation, 0)
+        _text("models_dir", self.models_dir, optional=True)
+        if self.models_dir is not None and not self.models_dir.strip():
+            raise SettingsError("models_dir must be a folder path or null, not an empty string")
+        _text("last_model", self.last_model, optional=True)
         if self.theme not in THEMES:
             raise SettingsError(f"theme must be one of {', '.join(THEMES)}, not {self.theme!r}")
+        if not isinstance(self.require_isolation, bool):
+            raise SettingsError(f"require_isolation must be true or false, not {self.require_isolation!r}")
+        if not isinstance(self.window, dict):
+            raise SettingsError(f"window must be an object, not {self.window!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

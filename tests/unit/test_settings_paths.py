@@ -25,7 +25,10 @@ def test_roundtrip_atomic(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"schema_version": 99}', '{"temperature": -4}',
-                                     '{"theme": 3}'])
+                                     '{"theme": 3}', '{"models_dir": 5}', '{"n_ctx": Infinity}', '{"n_ctx": 1e300}',
+                                     '{"n_threads": NaN}', '{"system_prompt": 5}', '{"temperature": NaN}',
+                                     '{"max_tokens": "512"}', '{"n_ctx": 1000000000}', '{"window": []}',
+                                     '{"require_isolation": "yes"}', '{"last_model": 3}'])
 def test_corrupt_file_is_backed_up_and_defaults_used(tmp_path: Path, content: str,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "settings.json"
@@ -48,6 +51,32 @@ def test_unknown_keys_are_ignored(tmp_path: Path) -> None:
 def test_invalid_values_are_refused_on_save(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="top_p"):
         SettingsFile(tmp_path / "s.json").save(Settings(top_p=0))
+
+
+BAD_VALUES = [
+    ({"models_dir": 5}, "models_dir must be text or null, not 5"),
+    ({"models_dir": ""}, "models_dir must be a folder path"),
+    ({"n_ctx": float("inf")}, "context length must be a whole number of tokens, not inf"),
+    ({"n_ctx": 1e300}, "context length must be a whole number of tokens"),
+    ({"n_ctx": 0}, "context length must be from 256"),
+    ({"n_ctx": 10**9}, "context length must be from 256 to 16777216 tokens, not 1000000000"),
+    ({"n_threads": float("nan")}, "threads must be a whole number, not nan"),
+    ({"n_threads": 0}, "threads must be from 1"),
+    ({"system_prompt": 5}, "system_prompt must be text, not int"),
+    ({"system_prompt": "\udcff"}, "system_prompt is not valid Unicode"),
+    ({"temperature": float("nan")}, "temperature must be a finite number"),
+    ({"max_tokens": 0}, "max_tokens must be at least 1"),
+    ({"n_gpu_layers": 1.5}, "GPU layers must be -1"),
+    ({"require_isolation": 1}, "require_isolation must be true or false"),
+    ({"last_conversation": "7"}, "last_conversation must be a whole number"),
+]
+
+
+@pytest.mark.parametrize(("values", "message"), BAD_VALUES, ids=[str(v) for v, _ in BAD_VALUES])
+def test_values_that_would_break_later_are_refused_in_one_line(values: dict[str, object], message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")) as err:
+        Settings.from_dict(values)
+    assert "\n" not in str(err.value)
 
 
 def test_localchat_home_isolates_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,18 +7,90 @@ Every chunk carries the ``request_id`` of its turn so a consumer can drop chunks
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from localchat.errors import LocalChatError
+
 Role = Literal["system", "user", "assistant"]
+ROLES = ("system", "user", "assistant")
 FinishReason = Literal["stop", "length", "cancelled"]
 ErrorKind = Literal["crashed", "out_of_memory", "context_overflow", "load_failed", "no_model", "internal"]
+
+
+TEMPERATURE_MAX = 5.0
+SEED_MAX = 2**32 - 2  # llama.cpp takes a uint32 and reads 0xFFFFFFFF as "pick a random seed"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class InvalidRequest(LocalChatError, ValueError):
+    """A message or a sampling value that no model could use; the message says which and why, in one line."""
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidRequest(f"{name} must be a finite number, not {value!r}")
+    return float(value)
+
+
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be a whole number, not {value!r}")
+    return value
+
+
+def check_temperature(value: Any) -> float:
+    v = _number("temperature", value)
+    if not 0.0 <= v <= TEMPERATURE_MAX:
+        raise InvalidRequest(f"temperature must be from 0 to {TEMPERATURE_MAX:g}, not {value!r}")
+    return v
+
+
+def check_top_p(value: Any) -> float:
+    v = _number("top_p", value)
+    if not 0.0 < v <= 1.0:
+        raise InvalidRequest(f"top_p must be more than 0 and at most 1, not {value!r}")
+    return v
+
+
+def check_max_tokens(value: Any) -> int:
+    v = _integer("max_tokens", value)
+    if v < 1:
+        raise InvalidRequest(f"max_tokens must be at least 1, not {value!r}")
+    return v
+
+
+def check_seed(value: Any) -> int | None:
+    if value is None:
+        return None
+    v = _integer("seed", value)
+    if not 0 <= v <= SEED_MAX:
+        raise InvalidRequest(f"seed must be from 0 to {SEED_MAX}, not {value!r}")
+    return v
+
+
+def check_text(what: str, text: Any) -> str:
+    """Text a model can be given: a string that encodes to UTF-8 (no lone surrogate from a broken decode)."""
+    if not isinstance(text, str):
+        raise InvalidRequest(f"{what} must be text, not {type(text).__name__}")
+    bad = _SURROGATE.search(text)
+    if bad is not None:
+        raise InvalidRequest(f"{what} is not valid Unicode: a lone surrogate U+{ord(bad.group()):04X} at character "
+                             f"{bad.start()} (was it read with the wrong encoding?)")
+    return text
 
 
 @dataclass(frozen=True)
 class ChatMessage:
     role: Role
     content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise InvalidRequest(f"message role must be one of {', '.join(ROLES)}, not {self.role!r}")
+        check_text(f"the {self.role} message", self.content)
 
     def to_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
@@ -34,11 +106,27 @@ class SamplingParams:
     max_tokens: int = 512
     seed: int | None = None
 
+    def __post_init__(self) -> None:
+        check_temperature(self.temperature)
+        check_top_p(self.top_p)
+        check_max_tokens(self.max_tokens)
+        check_seed(self.seed)
+        if _integer("top_k", self.top_k) < 0:
+            raise InvalidRequest(f"top_k must be 0 (off) or more, not {self.top_k!r}")
+        if not 0.0 <= _number("min_p", self.min_p) <= 1.0:
+            raise InvalidRequest(f"min_p must be from 0 to 1, not {self.min_p!r}")
+        if not 0.0 < _number("repeat_penalty", self.repeat_penalty) <= 10.0:
+            raise InvalidRequest(f"repeat_penalty must be more than 0 and at most 10, not {self.repeat_penalty!r}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SamplingParams:
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InvalidRequest(f"unknown sampling setting{'s' if len(unknown) > 1 else ''}: "
+                                 f"{', '.join(sorted(unknown))}")
         return cls(**raw)
 
 

@@ -103,6 +103,7 @@ class LlamaRuntime:
         self._special_re: re.Pattern[str] | None = None
         self._chunk = PROMPT_CHUNK
         self._kv_aligned = 0  # leading KV positions evaluated in whole chunks (see _prefill)
+        self._ctx_notice: str | None = None  # said once, on the first turn after a load
         self._abort = threading.Event()
         self._lock = threading.Lock()
         self._current: str | None = None
@@ -198,6 +199,9 @@ class LlamaRuntime:
         offload = _OFFLOADED_RE.findall(load_log)
         name = meta.get("general.name") or os.path.basename(path)
         n_layers = int(llama_lib.llama_model_n_layer(llm._model.model))
+        n_ctx, n_train = llm.n_ctx(), llm._model.n_ctx_train()
+        self._ctx_notice = (f"the {n_ctx}-token context is more than this model was trained for ({n_train} tokens): "
+                            f"answers past {n_train} tokens may degrade" if 0 < n_train < n_ctx else None)
         self.llm = llm
         self.info = LoadInfo(
             path=path,
@@ -323,6 +327,9 @@ class LlamaRuntime:
         except ChatTemplateError as exc:
             yield ErrorChunk(request_id, "internal", str(exc))
             return
+        if self._ctx_notice:
+            yield NoticeChunk(request_id, self._ctx_notice)
+            self._ctx_notice = None
         if dropped:
             yield NoticeChunk(request_id, f"{dropped} earlier message{'s' if dropped > 1 else ''} left out to fit "
                                           f"the {n_ctx}-token context")

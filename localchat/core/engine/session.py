@@ -11,8 +11,8 @@ from pathlib import Path
 
 from localchat.core.engine.protocol import LoadOptions
 from localchat.core.hardware.detect import Machine
-from localchat.core.hardware.planner import OffloadPlan
-from localchat.errors import LocalChatError
+from localchat.core.hardware.planner import ModelShape, OffloadPlan, kv_bytes
+from localchat.errors import LocalChatError, ModelLoadError
 from localchat.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,22 +26,27 @@ def plan_load(path: Path, *, n_ctx: int, settings: Settings, gpu_layers_override
     The user's choices win: a GPU-layer override (argument, else ``settings.n_gpu_layers``; ``-1`` = all) is loaded
     as asked and the plan's ``reasons`` say what it costs; the context is kept as asked (the plan says when a
     shorter one would put every layer on the GPU; only ``localchat plan`` proposes it). The plan is ``None`` when
-    the planner failed, which never stops a load: the model then loads on the CPU.
+    the planner failed, which never stops a load: the model then loads on the CPU. A context longer than the
+    model's training context is loaded as asked, with a warning first in the plan's reasons.
 
     Raises:
         InvalidModelFile: ``path`` is not a readable GGUF.
+        ModelLoadError: the context's KV cache alone cannot fit the free memory (see :func:`check_context`).
     """
     from localchat.core.hardware.sizing import plan_for_file, this_machine
 
     override = gpu_layers_override if gpu_layers_override is not None else settings.n_gpu_layers
+    machine = machine or this_machine(max_age_s=FRESH_S)
+    warning = check_context(path, n_ctx, machine)
     try:
-        machine = machine or this_machine(max_age_s=FRESH_S)
         plan = plan_for_file(path, n_ctx, machine, gpu_layers_override=override, allow_ctx_reduction=False)
     except LocalChatError:
         raise
     except Exception:  # the planner must never stop a model from loading
         log.exception("offload planner failed; loading on the CPU")
         return LoadOptions(n_ctx=n_ctx, n_gpu_layers=max(override or 0, 0), n_threads=settings.n_threads), None
+    if warning:
+        plan.reasons.insert(0, warning)
     for reason in plan.reasons:
         log.info("plan: %s", reason)
     if plan.verdict == "too_large":
@@ -56,6 +61,50 @@ def plan_load(path: Path, *, n_ctx: int, settings: Settings, gpu_layers_override
                           flash_attn=plan.flash_attn, kv_type=plan.kv_type if plan.flash_attn else "f16",
                           tensor_split=plan.tensor_split if layers else None)
     return options, plan
+
+
+def check_context(path: Path, n_ctx: int, machine: Machine) -> str | None:
+    """Refuse a context whose KV cache cannot fit this machine's free memory; say when it exceeds the training one.
+
+    Without this, llama.cpp allocates the whole cache before it fails (a billion tokens: gigabytes, then an
+    error), and a context past the model's training length loads silently and answers worse beyond it.
+
+    Returns:
+        A one-line warning when ``n_ctx`` is more than the model was trained for, else None.
+
+    Raises:
+        InvalidModelFile: ``path`` is not a readable GGUF.
+        ModelLoadError: the KV cache alone needs more than the free RAM and GPU memory.
+    """
+    from localchat.core.models.gguf_info import read_gguf
+
+    path = Path(path)
+    info = read_gguf(path)
+    shape = ModelShape.from_gguf(info)
+    trained = info.context_length
+    need = kv_bytes(shape, n_ctx)  # f16, all layers: what llama.cpp allocates by default
+    free = machine.ram_available + sum(max(0, g.free_bytes) for g in machine.usable_gpus)
+    if need > free:
+        fits = _fitting_ctx(shape, free)
+        hint = f"use a context of {min(fits, trained)} tokens or less" if trained else f"use at most {fits} tokens"
+        raise ModelLoadError(f"a {n_ctx}-token context needs {_gib(need)} for its KV cache alone, more than the "
+                             f"{_gib(free)} of free memory: {hint}" +
+                             (f" ({path.name} was trained for {trained})" if trained else ""))
+    if trained and n_ctx > trained:
+        warning = (f"a {n_ctx}-token context is more than {path.name} was trained for ({trained} tokens): answers "
+                   f"past {trained} tokens may degrade, and the cache takes {_gib(need)}")
+        log.warning("%s", warning)
+        return warning
+    return None
+
+
+def _fitting_ctx(shape: ModelShape, free: int) -> int:
+    per_token = max(1, kv_bytes(shape, 256) // 256)
+    return max(256, free // per_token // 256 * 256)
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def load_options_for(path: Path, *, n_ctx: int, settings: Settings,

@@ -56,6 +56,42 @@ def test_prompt_longer_than_context(isolated_home: Path, starter_model: Path) ->
     assert "context holds 256 tokens" in proc.stderr
 
 
+BAD_ARGS = [
+    (["--max-tokens", "0"], "argument --max-tokens: max_tokens must be at least 1, not 0"),
+    (["--max-tokens", "-5"], "argument --max-tokens: max_tokens must be at least 1, not -5"),
+    (["--temperature", "nan"], "argument --temperature: temperature must be a finite number, not nan"),
+    (["--temperature", "-1"], "argument --temperature: temperature must be from 0 to 5, not -1.0"),
+    (["--temperature", "inf"], "argument --temperature: temperature must be a finite number, not inf"),
+    (["--top-p", "nan"], "argument --top-p: top_p must be a finite number, not nan"),
+    (["--top-p", "0"], "argument --top-p: top_p must be more than 0 and at most 1, not 0.0"),
+    (["--ctx", "0"], "argument --ctx: context length must be from 256 to 16777216 tokens, not 0"),
+    (["--ctx", "1000000000"], "argument --ctx: context length must be from 256 to 16777216 tokens, not 1000000000"),
+    (["--seed", "-1"], "argument --seed: seed must be from 0 to 4294967294, not -1"),
+    (["--gpu-layers", "-2"], "argument --gpu-layers: must be -1 (all), 0 or more, not -2"),
+    (["--max-tokens", "ten"], "argument --max-tokens: not a whole number: 'ten'"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_ARGS, ids=[" ".join(a) for a, _ in BAD_ARGS])
+def test_bad_values_are_refused_before_anything_loads(isolated_home: Path, args: list[str], message: str) -> None:
+    proc = localchat("chat", "--model", "smollm2-135m", *args, "hi", home=isolated_home)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.strip().splitlines()[-1] == f"localchat chat: error: {message}"
+    assert "Traceback" not in proc.stderr
+
+
+def test_prompt_that_is_not_unicode_is_refused(isolated_home: Path) -> None:
+    env = dict(os.environ, LOCALCHAT_HOME=str(isolated_home))
+    proc = subprocess.run([sys.executable, "-m", "localchat", "chat", b"caf\xe9 au lait"], capture_output=True,
+                          env=env, timeout=60)  # a latin-1 argument in a UTF-8 locale: Python keeps a lone surrogate
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == ("localchat chat: error: argument prompt: the prompt is not valid Unicode: "
+                                            "a lone surrogate U+DCE9 at character 3 (was it read with the wrong "
+                                            "encoding?)")
+
+
 def test_models_list_json(isolated_home: Path, starter_model: Path) -> None:
     proc = localchat("models", "list", "--json", home=isolated_home)
     assert proc.returncode == 0, proc.stderr

@@ -87,6 +87,16 @@ def test_load_reports_what_llama_cpp_did(client: EngineClient, starter_model: Pa
     assert "llama_model_loader" in info.load_log or "print_info" in info.load_log
 
 
+def test_context_past_training_is_noted_once(starter_model: Path) -> None:
+    with EngineClient(isolation="off") as c:
+        c.load(starter_model, LoadOptions(n_ctx=8448))  # the starter was trained for 8192
+        first = run_turn(c, [ChatMessage("user", "Say hi.")])
+        second = run_turn(c, [ChatMessage("user", "Say hi.")])
+    assert first.notices == ["the 8448-token context is more than this model was trained for (8192 tokens): "
+                             "answers past 8192 tokens may degrade"]
+    assert second.notices == [] and second.error is None
+
+
 def test_load_progress_is_reported(starter_model: Path) -> None:
     seen: list[float] = []
     with EngineClient(isolation="off") as c:
