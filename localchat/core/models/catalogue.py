@@ -111,8 +111,8 @@ def _text(v: Any, what: str) -> str:
     return v
 
 
-def _whole(v: Any, what: str, hi: int = 1 << 50) -> int:  # n_layers <= 512: the planner sizes lists by it
-    if type(v) is not int or not 0 <= v <= hi:
+def _whole(v: Any, what: str, hi: int = 1 << 50, lo: int = 0) -> int:  # n_layers <= 512: the planner sizes by it
+    if type(v) is not int or not lo <= v <= hi:
         raise ValueError(f"{what} is {v!r}, not a size")
     return v
 
@@ -144,7 +144,7 @@ def _entry(m: dict[str, Any]) -> CatalogueEntry:
         id=m["id"], title=m["title"], repo=m["repo"], license=m.get("license", "?"),
         description=m.get("description", ""), context=int(m.get("context", 4096)),
         sampling={k: float(v) for k, v in m.get("sampling", {}).items()}, reasoning=bool(m.get("reasoning")),
-        shape={k: _whole(m[k], k, 512 if k == "n_layers" else 1 << 32) for k in SHAPE_KEYS if k in m},
+        shape={k: _whole(m[k], k, 512 if k == "n_layers" else 1 << 32, lo=1) for k in SHAPE_KEYS if k in m},
         family=m.get("family", ""),
         params_b=float(m["params_b"]) if "params_b" in m else None, revision=m.get("revision"),
         quants=[_quant(q, v) for q, v in m.get("quants", {}).items()])

@@ -140,7 +140,8 @@ def test_library_extra_carries_the_recommendations(catalogue: Catalogue) -> None
 
 
 @pytest.mark.parametrize("damage", ["size big", "size -5", "size true", "a list", "repo a url", "id a number",
-                                    "quants a list", "sha256 a number", "deep nesting", "n_layers 10^8"])
+                                    "quants a list", "sha256 a number", "deep nesting", "n_layers 10^8",
+                                    "n_layers 0"])
 def test_a_cached_copy_with_wrong_types_falls_back_to_the_shipped_one(catalogue: Catalogue, damage: str) -> None:
     raw = json.loads(shipped_catalogue().read_text(encoding="utf-8"))
     m = raw["models"][0]
@@ -158,8 +159,8 @@ def test_a_cached_copy_with_wrong_types_falls_back_to_the_shipped_one(catalogue:
         m["quants"] = [1, 2]
     elif damage == "sha256 a number":
         part["sha256"] = 12
-    elif damage == "n_layers 10^8":
-        m["n_layers"] = 10**8  # the planner would size a tuple by it for every fit badge
+    elif damage.startswith("n_layers"):
+        m["n_layers"] = 10**8 if damage == "n_layers 10^8" else 0  # the planner sizes a tuple by it, divides by it
     catalogue.cached.parent.mkdir(parents=True, exist_ok=True)
     text = "[" * 100_000 if damage == "deep nesting" else json.dumps(raw)
     catalogue.cached.write_text(text, encoding="utf-8")
