@@ -17,7 +17,7 @@ from typing import Any
 from localchat import __version__
 from localchat.errors import LocalChatError
 
-COMMAND_MODULES = ("chat", "models", "plan", "hw", "netcheck")
+COMMAND_MODULES = ("chat", "models", "plan", "hw", "netcheck", "serve")
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
