@@ -104,6 +104,7 @@ class LlamaRuntime:
         self._chunk = PROMPT_CHUNK
         self._kv_aligned = 0  # leading KV positions evaluated in whole chunks (see _prefill)
         self._ctx_notice: str | None = None  # said once, on the first turn after a load
+        self._native: _NativeDecoder | None = None
         self._abort = threading.Event()
         self._lock = threading.Lock()
         self._current: str | None = None
@@ -195,6 +196,7 @@ class LlamaRuntime:
         longest_first = sorted(self._specials, key=len, reverse=True)
         self._special_re = re.compile(f"({'|'.join(map(re.escape, longest_first))})") if self._specials else None
         self._chunk = max(1, min(PROMPT_CHUNK, llm.n_batch, int(llama_lib.llama_n_ubatch(llm._ctx.ctx))))
+        self._native = _NativeDecoder(llm)
         self._kv_aligned = 0
         offload = _OFFLOADED_RE.findall(load_log)
         name = meta.get("general.name") or os.path.basename(path)
@@ -229,6 +231,9 @@ class LlamaRuntime:
         return True
 
     def unload(self) -> None:
+        if self._native is not None:
+            self._native.close()
+            self._native = None
         if self.llm is not None:
             self.llm.close()
         self.llm = None
@@ -336,30 +341,31 @@ class LlamaRuntime:
         max_new = min(sampling.max_tokens, n_ctx - n_prompt)
         splitter = ThinkSplitter(in_think=prompt.rstrip().endswith(OPEN))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        llm.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(31))
-        vocab = llm._model.vocab
+        seed = sampling.seed if sampling.seed is not None else random.getrandbits(31)
+        native = self._native
+        assert native is not None
 
         n_out = 0
         t_first = t_last = 0.0
         finish = "length"
+        sampler = None
         try:
             self._prefill(llm, tokens)
-            sampler = llm._init_sampler(top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-                                        temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty)
+            sampler = native.sampler(sampling, seed, llm.last_n_tokens_size)
             while True:
                 if self._abort.is_set():
                     finish = "cancelled"
                     break
-                tok = sampler.sample(llm._ctx, -1)
+                tok = native.sample(sampler)
                 now = time.perf_counter()
                 if n_out == 0:
                     t_first = now
                 t_last = now
-                if llama_lib.llama_vocab_is_eog(vocab, tok):
+                if native.is_eog(tok):
                     finish = "stop"
                     break
                 n_out += 1
-                text = decoder.decode(llm.detokenize([tok]))
+                text = decoder.decode(native.piece(tok))
                 if text:
                     yield from _typed(request_id, splitter.feed(text))
                 if n_out >= max_new:
@@ -368,13 +374,18 @@ class LlamaRuntime:
                 if self._abort.is_set():
                     finish = "cancelled"
                     break
-                llm.eval([tok])
+                native.decode(tok, llm.n_tokens)
+                llm.input_ids[llm.n_tokens] = tok  # llama-cpp-python's record of the cache, for the next prefill
+                llm.n_tokens += 1
         except RuntimeError as exc:
             if not self._abort.is_set():
                 self._reset_state()
                 yield ErrorChunk(request_id, _classify_runtime_error(str(exc)), f"llama.cpp failed: {exc}")
                 return
             finish = "cancelled"
+        finally:
+            if sampler is not None:
+                llama_lib.llama_sampler_free(sampler)
         if finish == "cancelled":
             # an aborted decode may leave half-written KV cells: start clean next turn
             self._reset_state()
@@ -425,6 +436,61 @@ class LlamaRuntime:
         self.llm.reset()  # type: ignore[no-untyped-call]
         self.llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
         self._kv_aligned = 0
+
+
+class _NativeDecoder:
+    """The decode loop on llama.cpp's own API, set up once per load: a one-token ``llama_batch`` reused for every
+    token, llama.cpp's sampler chain (made once per turn) and a reused buffer for each token's text. No logits are
+    copied to Python; sampling reads them inside llama.cpp."""
+
+    def __init__(self, llm: llama_cpp.Llama) -> None:
+        self._ctx = llm._ctx.ctx
+        self._vocab = llm._model.vocab
+        self._n_vocab = int(llama_lib.llama_vocab_n_tokens(self._vocab))
+        self._batch = llama_lib.llama_batch_init(1, 0, 1)
+        self._batch.n_tokens = 1
+        self._batch.n_seq_id[0] = 1
+        self._batch.seq_id[0][0] = 0
+        self._batch.logits[0] = 1
+        self._buf = ctypes.create_string_buffer(64)
+
+    def close(self) -> None:
+        llama_lib.llama_batch_free(self._batch)
+
+    def sampler(self, p: SamplingParams, seed: int, last_n: int) -> Any:
+        """The chain llama-cpp-python's ``Llama.generate`` builds, so answers stay what they were; free it after."""
+        lib = llama_lib
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        parts = [lib.llama_sampler_init_penalties(self._n_vocab, last_n, p.repeat_penalty, 0.0, 0.0)]
+        if p.temperature == 0:
+            parts.append(lib.llama_sampler_init_greedy())
+        else:
+            parts += [lib.llama_sampler_init_top_k(p.top_k), lib.llama_sampler_init_typical(1.0, 1),
+                      lib.llama_sampler_init_top_p(p.top_p, 1), lib.llama_sampler_init_min_p(p.min_p, 1),
+                      lib.llama_sampler_init_temp(p.temperature), lib.llama_sampler_init_dist(seed)]
+        for part in parts:
+            lib.llama_sampler_chain_add(chain, part)  # the chain owns and frees its parts
+        return chain
+
+    def sample(self, sampler: Any) -> int:
+        return int(llama_lib.llama_sampler_sample(sampler, self._ctx, -1))  # also accepts the token
+
+    def is_eog(self, tok: int) -> bool:
+        return bool(llama_lib.llama_vocab_is_eog(self._vocab, tok))
+
+    def decode(self, tok: int, pos: int) -> None:
+        self._batch.token[0] = tok
+        self._batch.pos[0] = pos
+        rc = llama_lib.llama_decode(self._ctx, self._batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")  # llama-cpp-python's words: errors map as before
+
+    def piece(self, tok: int) -> bytes:
+        n = llama_lib.llama_token_to_piece(self._vocab, tok, self._buf, len(self._buf), 0, False)
+        if n < 0:  # longer than the buffer: llama.cpp says how long
+            self._buf = ctypes.create_string_buffer(-n)
+            n = llama_lib.llama_token_to_piece(self._vocab, tok, self._buf, len(self._buf), 0, False)
+        return ctypes.string_at(self._buf, n)
 
 
 def _special_tokens(llm: llama_cpp.Llama) -> dict[str, tuple[int, int]]:
