@@ -260,12 +260,20 @@ def test_bind_to_all_interfaces_needs_allow_lan(isolated_home: Path) -> None:
     assert "refusing to listen on '0.0.0.0'" in proc.stderr and "--allow-lan" in proc.stderr
 
 
-def test_generated_key_is_kept_0600_and_sigterm_shuts_down_cleanly(isolated_home: Path, starter_model: Path) -> None:
-    s = start_server(isolated_home, "--ctx", "512")
+def test_generated_key_full_queue_and_sigterm(isolated_home: Path, starter_model: Path) -> None:
+    s = start_server(isolated_home, "--ctx", "512", "--queue", "0")
     key_file = Path(str(s.ready["api_key_file"]))
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     key = key_file.read_text().strip()
     assert s.client(key).models.list().data
+    # one turn runs, none may wait (--queue 0): a second request is told to come back
+    with s.client(key).chat.completions.create(model="smollm2-135m", messages=STORY, max_tokens=400,
+                                               stream=True) as running:
+        next(iter(running))
+        busy = httpx.post(f"{s.url}/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                          json={"model": "smollm2-135m", "messages": FRANCE, "max_tokens": 4})
+        assert busy.status_code == 503 and busy.json()["error"]["code"] == "queue_full"
+        assert busy.headers["retry-after"].isdigit()
     worker = psutil.Process(int(str(s.ready["worker_pid"])))
     port = int(s.url.split(":")[2].split("/")[0])
     assert s.stop(signal.SIGTERM) == 0

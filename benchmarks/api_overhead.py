@@ -1,0 +1,115 @@
+"""What does the local API cost? A streamed turn through ``localchat serve`` (HTTP + SSE, the official ``openai``
+client) vs the same turn through ``EngineClient`` directly, alternating in one run.
+
+Both sides run the same model, prompt, seeds, sampling, context and load plan, each in its own worker (same
+isolation policy); only one side generates at a time. TTFT is measured from the call to the first content piece,
+decode tok/s from the first to the last content piece.
+
+    .venv/bin/python benchmarks/api_overhead.py [--runs 5] [--tokens 256] [--isolation auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from localchat.core.chat.messages import ChatMessage, ContentChunk, SamplingParams
+from localchat.core.engine.client import EngineClient
+from localchat.core.engine.session import plan_load
+from localchat.core.models.starter import ensure_starter_model
+from localchat.paths import machine_cache_dir
+from localchat.settings import Settings
+
+PROMPT = "Write a detailed essay about the history of lighthouses, their keepers and the technology they used."
+KEY = "bench-key-" + "k" * 24
+N_CTX = 2048
+
+
+def timed(start: Callable[[], Iterable[Any]], is_token: Callable[[Any], bool]) -> tuple[float, float, int]:
+    """The clock starts before the request is made: an HTTP stream's create() returns only with the headers."""
+    t0 = time.perf_counter()
+    first = last = 0.0
+    n = 0
+    for item in start():
+        if is_token(item):
+            now = time.perf_counter()
+            if n == 0:
+                first = now
+            last = now
+            n += 1
+    return first - t0, (n - 1) / (last - first), n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--tokens", type=int, default=256)
+    ap.add_argument("--isolation", default="auto", choices=("off", "auto"))
+    args = ap.parse_args()
+    model = ensure_starter_model(machine_cache_dir(), fetch=True)
+    home = Path(tempfile.mkdtemp(prefix="lc-bench-api-"))
+    env = dict(os.environ, LOCALCHAT_HOME=str(home))
+    server = subprocess.Popen([sys.executable, "-m", "localchat", "serve", "--port", "0", "--json", "--api-key", KEY,
+                               "--ctx", str(N_CTX), "--isolation", args.isolation, "--model", "smollm2-135m"],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    assert server.stdout is not None
+    ready = json.loads(server.stdout.readline())
+    api = openai.OpenAI(base_url=ready["url"], api_key=KEY, max_retries=0)
+    direct = EngineClient(isolation=args.isolation)
+    direct.start()
+    options, _ = plan_load(model, n_ctx=N_CTX, settings=Settings())
+    direct.load(model, options)
+    ours: dict[str, list[float]] = {"api_ttft": [], "api_tps": [], "direct_ttft": [], "direct_tps": []}
+
+    def via_api(seed: int) -> tuple[float, float, int]:
+        def start() -> Iterable[Any]:
+            return api.chat.completions.create(
+                model="smollm2-135m", messages=[{"role": "user", "content": PROMPT}], stream=True,
+                max_tokens=args.tokens, seed=seed, temperature=0.8, top_p=0.95)
+
+        return timed(start, lambda c: bool(c.choices and c.choices[0].delta.content))
+
+    def via_client(seed: int) -> tuple[float, float, int]:
+        # the API's sampling for a plain request: app defaults (top-k 40, min-p 0.05) with the request's values
+        sampling = SamplingParams(max_tokens=args.tokens, seed=seed, temperature=0.8, top_p=0.95)
+        return timed(lambda: direct.chat([ChatMessage("user", PROMPT)], sampling),
+                     lambda c: isinstance(c, ContentChunk))
+
+    try:
+        via_api(0), via_client(0)  # warm both: page cache, KV cache of the prompt
+        for i in range(args.runs):
+            order = [("api", via_api), ("direct", via_client)]
+            if i % 2:
+                order.reverse()
+            for name, run in order:
+                ttft, tps, n = run(100 + i)
+                ours[f"{name}_ttft"].append(ttft)
+                ours[f"{name}_tps"].append(tps)
+                print(f"run {i} {name:6s}: TTFT {ttft * 1000:6.1f} ms, {tps:6.1f} tok/s ({n} tokens)", flush=True)
+    finally:
+        api.close()
+        direct.close()
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+        server.stdout.close()
+    med = {k: statistics.median(v) for k, v in ours.items()}
+    print(f"\nmedian of {args.runs}: | measure | EngineClient | API | ratio API/direct |")
+    print(f"decode tok/s | {med['direct_tps']:.1f} | {med['api_tps']:.1f} | {med['api_tps'] / med['direct_tps']:.3f}")
+    print(f"TTFT ms | {med['direct_ttft'] * 1000:.1f} | {med['api_ttft'] * 1000:.1f} | "
+          f"{med['api_ttft'] / med['direct_ttft']:.3f} (+{(med['api_ttft'] - med['direct_ttft']) * 1000:.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()
