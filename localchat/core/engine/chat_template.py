@@ -14,6 +14,7 @@ message and start a turn of their own.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import sys
@@ -32,6 +33,8 @@ from jinja2.utils import Namespace
 
 from localchat.core.chat.messages import ChatMessage
 from localchat.errors import LocalChatError
+
+log = logging.getLogger(__name__)
 
 MAX_RANGE = 100_000  # one range() call (Jinja's own sandbox limit)
 MAX_STEPS = 250_000  # range() items per render, all loops together
@@ -323,7 +326,7 @@ def _align(prompt: str, markup: list[str], contents: list[str]) -> list[tuple[st
     pos = 0
     for i, m in enumerate(markup):
         if not prompt.startswith(m, pos):
-            return _interleave(markup, contents)
+            return _unrecognised(markup, contents)
         parts.append((m, False))
         pos += len(m)
         if i == len(contents):
@@ -335,5 +338,10 @@ def _align(prompt: str, markup: list[str], contents: list[str]) -> list[tuple[st
                 pos += len(edit)
                 break
         else:
-            return _interleave(markup, contents)
-    return parts if pos == len(prompt) else _interleave(markup, contents)
+            return _unrecognised(markup, contents)
+    return parts if pos == len(prompt) else _unrecognised(markup, contents)
+
+
+def _unrecognised(markup: list[str], contents: list[str]) -> list[tuple[str, bool]]:
+    log.warning("the chat template changes message text in a way not recognised; the model gets it unchanged")
+    return _interleave(markup, contents)

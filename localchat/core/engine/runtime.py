@@ -332,6 +332,9 @@ class LlamaRuntime:
         except ChatTemplateError as exc:
             yield ErrorChunk(request_id, "internal", str(exc))
             return
+        if not tokens:
+            yield ErrorChunk(request_id, "internal", "the model's chat template made an empty prompt")
+            return
         if self._ctx_notice:
             yield NoticeChunk(request_id, self._ctx_notice)
             self._ctx_notice = None

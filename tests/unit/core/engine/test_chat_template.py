@@ -108,3 +108,11 @@ def test_parts_of_a_template_that_repeats_or_skips_a_message() -> None:
     prompt, parts = ChatTemplate(folding).render_parts(messages)
     assert prompt == "[user]Be brief.\n<|x|>hi"
     assert parts == [("[user]", False), ("Be brief.", True), ("\n", False), ("<|x|>hi", True)]
+
+
+def test_an_edit_not_recognised_keeps_the_content_unedited_as_text(caplog: pytest.LogCaptureFixture) -> None:
+    quoting = "{% for m in messages %}<m>{{ m['content'] | tojson }}</m>{% endfor %}"
+    prompt, parts = ChatTemplate(quoting).render_parts(msgs('say "hi"'))
+    assert prompt == '<m>"say \\"hi\\""</m>'
+    assert parts == [("<m>\"", False), ('say "hi"', True), ("\"</m>", False)]
+    assert "not recognised" in caplog.text

@@ -123,3 +123,13 @@ def test_a_hostile_template_fails_the_turn_not_the_worker(runtime: LlamaRuntime)
     assert isinstance(result.error, ErrorChunk)
     assert result.error.message.startswith("the model's chat template runs too long")
     assert turn(runtime, OTHER).text.strip()
+
+
+def test_an_empty_prompt_is_an_error_not_a_crash(runtime: LlamaRuntime) -> None:
+    good = runtime._template
+    runtime._template = ChatTemplate("{# renders nothing #}")
+    try:
+        result = turn(runtime, OTHER)
+    finally:
+        runtime._template = good
+    assert isinstance(result.error, ErrorChunk) and "empty prompt" in result.error.message
