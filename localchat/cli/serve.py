@@ -38,6 +38,7 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.core.api.schema import ApiError
     from localchat.core.api.server import KEY_FILE, ApiServer, ServerOptions, bind, check_bind, load_or_create_key
     from localchat.core.models.starter import STARTER_NAME
+    from localchat.core.privacy.audit import AuditGuard
 
     n_ctx = args.ctx or ctx.settings.n_ctx
     if n_ctx < 256:
@@ -90,7 +91,10 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
         def ready() -> None:
             facts = {"url": server.url, "model": first.name, "api_key_file": str(key_file) if key_file else None,
                      "pid": os.getpid(), "worker_pid": host.client.pid, "n_ctx": info.n_ctx,
-                     "isolated": bool(host.hello and host.hello.isolation.get("isolated"))}
+                     "isolated": bool(host.hello and host.hello.isolation.get("isolated")),
+                     # app.main started these before any command; they stay on while serving
+                     "audit_guard": guard.mode if (guard := AuditGuard.active()) else None,
+                     "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE")}
             if args.json:
                 line = json.dumps(facts, sort_keys=True)
             else:

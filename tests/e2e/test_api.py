@@ -83,6 +83,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, starter_model: Path) -> Ite
 
 def test_ready_line_and_models_list(server: Server) -> None:
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", server.url) and server.ready["model"] == "smollm2-135m"
+    # the audit guard and the lockdown stay on while serving
+    assert str(server.ready["audit_guard"]).startswith("offline") and server.ready["hf_hub_offline"] == "1"
     ids = [m.id for m in server.client().models.list()]
     assert "smollm2-135m" in ids
     assert server.client().models.retrieve("smollm2-135m").owned_by == "localchat"
