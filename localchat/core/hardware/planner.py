@@ -76,6 +76,7 @@ class ModelShape:
     block_type_bytes: tuple[tuple[str, int], ...] = ()
     output_type: str = ""
     assumptions: tuple[str, ...] = ()
+    expert_bytes: int = 0  # bytes of the blocks' routed-expert tensors (``*_exps``); a token reads the used share
 
     @property
     def weights_bytes(self) -> int:
@@ -98,10 +99,13 @@ class ModelShape:
         layer = [0] * n_layers
         embd = output = 0
         types: dict[str, int] = {}
+        experts = 0
         for t in info.tensors:
             m = re.match(r"blk\.(\d+)\.", t.name)
             if m and int(m.group(1)) < n_layers:
                 layer[int(m.group(1))] += t.n_bytes
+                if "_exps." in t.name:
+                    experts += t.n_bytes
                 if len(t.shape) >= 2:
                     types[t.type_name] = types.get(t.type_name, 0) + t.n_bytes
             elif t.name == "token_embd.weight":
@@ -157,7 +161,7 @@ class ModelShape:
             n_heads=n_heads, n_kv_heads=n_kv, head_dim_k=head_k, head_dim_v=head_v,
             n_vocab=info.vocab_size or 32000, n_ff=n_ff, n_experts=n_experts, n_experts_used=n_used,
             block_type_bytes=tuple(sorted(types.items())), output_type=out_t.type_name if out_t else "",
-            assumptions=tuple(assumptions),
+            assumptions=tuple(assumptions), expert_bytes=experts,
         )
 
     @classmethod

@@ -8,6 +8,7 @@ Fit badges (Models page)::
     fit.verdict   # "full_gpu" | "partial" | "cpu" | "too_large"
     fit.summary   # "all on the GPU, 8k context" / "30/49 layers on the GPU, 8k context" / "does not fit"
     fit.plan      # the OffloadPlan (reasons for a tooltip)
+    fit.speed     # with speed=this_machine_speed(): the SpeedPrediction, .label "~38 tok/s on the GPU"
 
 Both take ``n_ctx`` (default: the entry's context capped at 8192, or 4096 for a file) and ``machine`` (default: this
 machine, detected once per process). They never raise for odd metadata; a file that is not a GGUF raises
@@ -23,11 +24,13 @@ from pathlib import Path
 
 from localchat.core.hardware.detect import GpuDevice, Machine, SystemProbes, detect, metal_working_set
 from localchat.core.hardware.planner import ModelShape, OffloadPlan, Verdict, parse_size, plan_offload
+from localchat.core.hardware.speed import MachineSpeed, SpeedPrediction, machine_speed, predict_decode
 from localchat.core.models.catalogue import CatalogueEntry, CatalogueQuant
 from localchat.core.models.gguf_info import read_gguf
 
 _lock = threading.Lock()
 _cached: dict[str, tuple[float, Machine]] = {}
+_speeds: dict[tuple[object, ...], MachineSpeed] = {}
 
 
 def this_machine(max_age_s: float | None = None, *, isolation: str = "auto") -> Machine:
@@ -83,6 +86,21 @@ def machine_for(gpu_mem: str | None, ram: str | None, *, unified: bool = False, 
                    cpu_repack_types=real.cpu_repack_types if real else None)
 
 
+def this_machine_speed(machine: Machine | None = None, threads: int | None = None, *,
+                       isolation: str = "auto") -> MachineSpeed:
+    """The decode-speed figures of ``machine`` (default: this machine), once per process: the CPU probe is cached per
+    machine on disk (≤ 0.5 s the first time), NVML is asked once."""
+    m = machine or this_machine(isolation=isolation)
+    key = (m.cpu_name, m.physical_cores, tuple((g.name, g.backend) for g in m.usable_gpus), threads)
+    with _lock:
+        hit = _speeds.get(key)
+    if hit is None:
+        hit = machine_speed(m, threads=threads)
+        with _lock:
+            _speeds[key] = hit
+    return hit
+
+
 def plan_for_file(path: str | Path, n_ctx: int, machine: Machine | None = None,
                   gpu_layers_override: int | None = None, *, allow_ctx_reduction: bool = True) -> OffloadPlan:
     shape = ModelShape.from_gguf(read_gguf(path))
@@ -97,18 +115,22 @@ class Fit:
     verdict: Verdict
     summary: str
     plan: OffloadPlan
+    speed: SpeedPrediction | None = None  # predicted decode tok/s, when a MachineSpeed was given
 
 
-def fit_gguf(path: str | Path, *, n_ctx: int = 4096, machine: Machine | None = None) -> Fit:
-    """Fit of a GGUF file on disk (exact: its own tensor table)."""
-    plan = plan_for_file(path, n_ctx, machine)
-    return Fit(plan.verdict, plan.summary, plan)
+def fit_gguf(path: str | Path, *, n_ctx: int = 4096, machine: Machine | None = None,
+             speed: MachineSpeed | None = None) -> Fit:
+    """Fit of a GGUF file on disk (exact: its own tensor table); with ``speed``, the predicted decode speed too."""
+    shape = ModelShape.from_gguf(read_gguf(path))
+    plan = plan_offload(shape, machine or this_machine(), n_ctx)
+    return Fit(plan.verdict, plan.summary, plan, predict_decode(shape, plan, speed) if speed else None)
 
 
 def fit_catalogue_quant(entry: CatalogueEntry, quant: CatalogueQuant, *, n_ctx: int | None = None,
-                        machine: Machine | None = None) -> Fit:
+                        machine: Machine | None = None, speed: MachineSpeed | None = None) -> Fit:
     """Fit of a catalogue entry × quant that is not downloaded yet (approximate: the file size spread over the shape
-    the catalogue lists; ``entry.params_b`` splits the bytes between blocks and embeddings when present)."""
+    the catalogue lists; ``entry.params_b`` splits the bytes between blocks and embeddings when present); with
+    ``speed``, the predicted decode speed too."""
     s = entry.shape
     params_b = getattr(entry, "params_b", None) or s.get("params_b")
     shape = ModelShape.from_catalogue(
@@ -118,4 +140,4 @@ def fit_catalogue_quant(entry: CatalogueEntry, quant: CatalogueQuant, *, n_ctx: 
         params_b=float(params_b) if params_b else None, architecture=str(getattr(entry, "family", None) or "llama"),
         quant=quant.quant)
     plan = plan_offload(shape, machine or this_machine(), n_ctx or min(entry.context, 8192))
-    return Fit(plan.verdict, plan.summary, plan)
+    return Fit(plan.verdict, plan.summary, plan, predict_decode(shape, plan, speed) if speed else None)
