@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from localchat.context import AppContext
@@ -18,6 +19,10 @@ def register(sub: Any) -> None:
     p.add_argument("--unified", action="store_true", help="simulated GPU shares RAM (Apple silicon)")
     p.add_argument("--gpu-layers", type=int, default=None, help="what forcing this many GPU layers costs (-1 = all)")
     p.add_argument("--no-ctx-reduction", action="store_true", help="never lower the context to fit the GPU")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the speed prediction (default: settings, else the physical cores)")
+    p.add_argument("--gpu-bandwidth", default=None, metavar="GB/s[,GB/s…]",
+                   help="memory bandwidth of each (simulated) GPU for the speed prediction, e.g. 1008 or 400,400")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -27,6 +32,7 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.core.hardware.detect import GIB
     from localchat.core.hardware.planner import ModelShape, plan_offload
     from localchat.core.hardware.sizing import machine_for
+    from localchat.core.hardware.speed import fmt_tps
     from localchat.core.models.gguf_info import read_gguf
 
     try:
@@ -37,10 +43,20 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     if n_ctx < 256:
         return fail(f"--ctx must be at least 256 tokens, not {n_ctx}", 2)
     info = read_gguf(ctx.library.resolve(args.model))
-    plan = plan_offload(ModelShape.from_gguf(info), machine, n_ctx, allow_ctx_reduction=not args.no_ctx_reduction,
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        return fail(f"--threads must be between 1 and 1024, not {args.threads}", 2)
+    try:
+        bandwidths = _bandwidths(args.gpu_bandwidth)
+    except ValueError as exc:
+        return fail(str(exc), 2)
+    shape = ModelShape.from_gguf(info)
+    plan = plan_offload(shape, machine, n_ctx, allow_ctx_reduction=not args.no_ctx_reduction,
                         gpu_layers_override=args.gpu_layers)
+    speed = _predict(shape, plan, machine, args.threads or ctx.settings.n_threads, bandwidths)
+    if speed is not None:
+        plan.reasons.extend(f"speed: {b}" for b in speed.basis)
     if args.json:
-        emit_json(plan.to_dict())
+        emit_json({**plan.to_dict(), "predicted_decode_tokens_per_s": speed.to_dict() if speed else None})
         return 0
     gpus = machine.usable_gpus
     print(f"{info.name} ({info.quantisation}, {info.file_size / GIB:.2f} GiB, {info.architecture}) on "
@@ -51,8 +67,42 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     for g, used in zip(gpus, plan.gpu_bytes, strict=False):
         print(f"GPU {g.name}: {used / GIB:.2f} GiB of {g.free_bytes / GIB:.2f} GiB free")
     print(f"RAM: {plan.cpu_bytes / GIB:.2f} GiB of {machine.ram_available / GIB:.2f} GiB available")
+    if speed is not None:
+        print(f"decode: {speed.label} ({fmt_tps(speed.low)}–{fmt_tps(speed.high)}) at {speed.n_past} tokens of "
+              f"context, ~{fmt_tps(speed.at_full_context)} tok/s at the full {speed.n_ctx}")
     if plan.tensor_split:
         print(f"tensor split: {plan.tensor_split}")
     for r in plan.reasons:
         print(f"  - {r}")
     return 0
+
+
+def _bandwidths(text: str | None) -> list[float] | None:
+    """'1008' or '1008GB/s,400' → bytes/s per GPU."""
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:GB/s|GB|G)?\s*", part, flags=re.I)
+        if not m or not 1 <= float(m.group(1)) <= 100_000:
+            raise ValueError(f"--gpu-bandwidth {text!r}: give GB/s per GPU between 1 and 100000, like 1008 or 400,400")
+        out.append(float(m.group(1)) * 1e9)
+    return out
+
+
+def _predict(shape: Any, plan: Any, machine: Any, threads: int | None, bandwidths: list[float] | None) -> Any:
+    """The decode-speed prediction, or None (with a warning) when it cannot be made: it never stops the plan."""
+    import logging
+
+    from localchat.core.hardware.detect import SystemProbes
+    from localchat.core.hardware.speed import cached_cpu_probe, machine_speed, predict_decode
+
+    try:
+        cpu_name, physical, _logical = SystemProbes().cpu()  # the CPU is this one, also for a simulated machine
+        n = threads or physical
+        speed = machine_speed(machine, threads=n, cpu_probe=cached_cpu_probe(cpu_name, n),
+                              gpu_bandwidths=bandwidths)
+        return predict_decode(shape, plan, speed)
+    except Exception:  # the prediction is a nicety
+        logging.getLogger(__name__).exception("speed prediction failed")
+        return None

@@ -236,7 +236,8 @@ def _duration(s: float) -> str:
 class ModelsPage(QWidget):
     """Signals:
         libraryChanged: the installed models changed (the main window refreshes its model picker).
-        fitsReady(object): fit verdicts computed off the GUI thread (``{"id:quant": verdict}``, machine).
+        fitsReady(object): fit verdicts computed off the GUI thread: (``{"id:quant": verdict}``, RAM total,
+            ``{"id:quant": SpeedPrediction}``).
     """
 
     libraryChanged = Signal()
@@ -251,6 +252,7 @@ class ModelsPage(QWidget):
         self.rows: dict[str, DownloadRow] = {}
         self.tasks: list[tuple[QThread, BackgroundCall]] = []
         self.fits: dict[str, str] = {}
+        self.speeds: dict[str, Any] = {}  # "id:quant" -> SpeedPrediction (predicted decode tok/s here)
         self.ram_total: int | None = None
         self.mode = "catalogue"  # or "search", "files"
         self.search_results: list[dict[str, Any]] = []
@@ -409,24 +411,58 @@ class ModelsPage(QWidget):
         super().showEvent(e)
 
     def _compute_fits(self) -> None:
-        from localchat.core.hardware.sizing import fit_catalogue_quant, this_machine
+        from localchat.core.hardware.sizing import fit_catalogue_quant, this_machine, this_machine_speed
 
         out: dict[str, str] = {}
+        speeds: dict[str, Any] = {}
         ram: int | None = None
         try:
             machine = this_machine(isolation=self.ctx.isolation_policy)  # llama.cpp probed in the sandboxed worker
             ram = machine.ram_total
+            try:  # the CPU probe (cached per machine) and NVML: the speed column is a nicety on a nicety
+                speed = this_machine_speed(machine, self.ctx.settings.n_threads)
+            except Exception:
+                log.exception("decode speed figures failed")
+                speed = None
             for e in self.catalogue.entries():
                 for q in e.quants:
-                    out[f"{e.id}:{q.quant}"] = fit_catalogue_quant(e, q, machine=machine).verdict
+                    fit = fit_catalogue_quant(e, q, machine=machine, speed=speed)
+                    out[f"{e.id}:{q.quant}"] = fit.verdict
+                    if fit.speed is not None:
+                        speeds[f"{e.id}:{q.quant}"] = fit.speed
         except Exception:  # badges are a nicety: never take the page down
             log.exception("fit badges failed")
-        self.fitsReady.emit((out, ram))
+        self.fitsReady.emit((out, ram, speeds))
 
     @Slot(object)
-    def _on_fits(self, result: tuple[dict[str, str], int | None]) -> None:
-        self.fits, self.ram_total = result
+    def _on_fits(self, result: tuple[Any, ...]) -> None:
+        self.fits, self.ram_total = result[0], result[1]
+        self.speeds = result[2] if len(result) > 2 else {}
         self.refresh()
+
+    def _speed_cell(self, key: str, verdict: str, files: list[str]) -> QTableWidgetItem:
+        """The catalogue row's speed: measured here when the model has run (its last turns), else predicted."""
+        from localchat.core.hardware.speed import fmt_tps
+        from localchat.core.hardware.speed_log import measured_decode
+
+        measured = measured_decode(self.ctx.paths.data_dir, files[0]) if files else None
+        pred = self.speeds.get(key)
+        if measured is not None:
+            item = QTableWidgetItem(measured.label)
+            item.setToolTip(f"Measured on this machine: the median decode speed of its last {measured.turns} "
+                            f"turn{'s' if measured.turns != 1 else ''}" +
+                            (f" (predicted {pred.label})" if pred is not None else ""))
+            item.setForeground(QBrush(QColor(_badge_color("full_gpu"))))
+            return item
+        if pred is None:
+            return QTableWidgetItem("checking…" if not self.fits else "")
+        if verdict == "too_large":
+            item = QTableWidgetItem("—")
+        else:
+            item = QTableWidgetItem(pred.label)
+        item.setToolTip(f"Predicted decode speed {fmt_tps(pred.low)}–{fmt_tps(pred.high)} tok/s at "
+                        f"{pred.n_past:,} tokens of context (docs/SIZING.md):\n• " + "\n• ".join(pred.basis))
+        return item
 
     # -- listing -----------------------------------------------------------------------------------------
 
@@ -469,7 +505,7 @@ class ModelsPage(QWidget):
         when = self.catalogue.refreshed
         self.where.setText("Catalogue of distilled models" + (
             f" · refreshed {time.strftime('%Y-%m-%d %H:%M', time.localtime(when))}" if when else ""))
-        self._set_columns(["model", "quant", "size", "on this machine", "license", ""])
+        self._set_columns(["model", "quant", "size", "on this machine", "speed here", "license", ""])
         rows = [(e, q) for e in self.catalogue.entries() for q in e.quants]
         self.table.setRowCount(len(rows))
         downloading = {r.model.repo + "/" + r.model.files[0].path for r in self.rows.values()
@@ -487,11 +523,14 @@ class ModelsPage(QWidget):
             badge.setToolTip("From the offload planner for this machine's GPUs and RAM at an 8k context "
                              "(docs/SIZING.md)")
             self.table.setItem(i, 3, badge)
-            self.table.setItem(i, 4, QTableWidgetItem(ce.license))
-            if all(Path(f.path).name in installed_files for f in q.files):
-                self.table.setItem(i, 5, QTableWidgetItem("installed"))
+            installed = all(Path(f.path).name in installed_files for f in q.files)
+            self.table.setItem(i, 4, self._speed_cell(f"{ce.id}:{q.quant}", verdict,
+                                                      [Path(f.path).name for f in q.files] if installed else []))
+            self.table.setItem(i, 5, QTableWidgetItem(ce.license))
+            if installed:
+                self.table.setItem(i, 6, QTableWidgetItem("installed"))
             elif f"{ce.repo}/{q.file}" in downloading:
-                self.table.setItem(i, 5, QTableWidgetItem("in Downloads"))
+                self.table.setItem(i, 6, QTableWidgetItem("in Downloads"))
             else:
                 self._action_cell(i, "Download", partial(self.start_download, ce, q),
                                   f"{ce.repo}/{q.file}")

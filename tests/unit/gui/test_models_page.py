@@ -189,3 +189,30 @@ def test_refresh_catalogue_from_the_hub(qtbot, isolated_home: Path, online) -> N
              if t == "DeepSeek-R1-Distill-Qwen-1.5B"}
     assert sizes == {"0 MB"}  # the stand-ins' exact sizes (a few bytes) replaced the shipped ones
     page.shutdown()
+
+
+def test_speed_column_predicted_then_measured(page: ModelsPage) -> None:
+    from localchat.core.hardware.speed import SpeedPrediction
+    from localchat.core.hardware.speed_log import measured_decode, record_decode
+
+    entry = page.catalogue.entries()[0]
+    quant = entry.quants[0]
+    key = f"{entry.id}:{quant.quant}"
+    pred = SpeedPrediction(value=4.2, low=3.5, high=5.0, n_past=1024, at_full_context=3.9, n_ctx=8192, gpu_layers=22,
+                           total_layers=49, bound="memory", basis=("CPU: 20.0 GB/s measured", "GPU: assumed"))
+    page._on_fits(({key: "partial"}, 16 * 2**30, {key: pred}))
+    row = [page.table.item(r, 0).data(Qt.ItemDataRole.UserRole) for r in range(page.table.rowCount())].index(
+        (entry.id, quant.quant))
+    assert page.table.horizontalHeaderItem(4).text() == "speed here"
+    cell = page.table.item(row, 4)
+    assert cell.text() == "~4.2 tok/s, 22 of 49 layers on the GPU"
+    assert "3.5–5.0 tok/s" in cell.toolTip() and "measured" in cell.toolTip() and "assumed" in cell.toolTip()
+    assert page.table.item(row, 3).text() == "GPU + CPU"
+    # once the model has run here, its last turns' median replaces the prediction
+    name = Path(quant.files[0].path).name
+    for tps in (30.0, 40.0, 35.0):
+        record_decode(page.ctx.paths.data_dir, name, tps, completion_tokens=64)
+    record_decode(page.ctx.paths.data_dir, name, 999.0, completion_tokens=2)  # too short a turn: ignored
+    assert measured_decode(page.ctx.paths.data_dir, name).tokens_per_s == 35.0  # type: ignore[union-attr]
+    item = page._speed_cell(key, "partial", [name])
+    assert item.text() == "35 tok/s measured" and "last 3 turns" in item.toolTip()
