@@ -455,11 +455,12 @@ def predict_decode(shape: ModelShape, plan: OffloadPlan, speed: MachineSpeed, *,
     t_full, _ = seconds_per_token(shape, full_tb, speed, 0)
     total_layers = shape.n_layers + 1
     gpu_layers = min(plan.n_gpu_layers, total_layers) if plan.gpu_bytes else 0
-    basis = [f"per token the CPU reads {_mb(tb.cpu_weights)} of weights and {_mb(tb.cpu_kv)} of KV cache at "
-             f"{past} tokens of context" + "".join(
-                 f"; {bw.device} reads {_mb(w)} + {_mb(kv)}"
-                 for bw, w, kv in zip(speed.gpus, tb.gpu_weights, tb.gpu_kv, strict=False) if w)]
-    if tb.cpu_weights > shape.embd_bytes // max(1, shape.n_vocab):
+    on_cpu = tb.cpu_weights > shape.embd_bytes // max(1, shape.n_vocab)
+    reads = ([f"the CPU reads {_mb(tb.cpu_weights)} of weights and {_mb(tb.cpu_kv)} of KV cache"] if on_cpu else []) \
+        + [f"{bw.device} reads {_mb(w)} of weights and {_mb(kv)} of KV cache"
+           for bw, w, kv in zip(speed.gpus, tb.gpu_weights, tb.gpu_kv, strict=False) if w]
+    basis = [f"per token at {past} tokens of context " + "; ".join(reads)]
+    if on_cpu:
         basis += [speed.cpu.detail, speed.compute_detail,
                   f"the CPU part is {bound}-bound with {speed.threads} thread{'s' if speed.threads != 1 else ''}"]
     basis += [bw.detail for bw, w in zip(speed.gpus, tb.gpu_weights, strict=False) if w]
