@@ -1,19 +1,46 @@
-"""The runtime in this process, with the real starter model: prompt tokens, prompt batches, template failures."""
+"""The runtime itself, with the real starter model: prompt tokens, prompt batches, template failures.
+
+These tests reach into ``LlamaRuntime``, so they load llama.cpp in-process — but the test process must never map
+llama.cpp's libraries (test_worker_isolation checks it). Each test therefore re-runs itself in a child pytest.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from localchat.core.chat.messages import ChatMessage, ErrorChunk, SamplingParams, TurnResult
 from localchat.core.engine.chat_template import ChatTemplate
 from localchat.core.engine.protocol import LoadOptions
-from localchat.core.engine.runtime import LlamaRuntime
+
+if TYPE_CHECKING:
+    from localchat.core.engine.runtime import LlamaRuntime
 
 pytestmark = pytest.mark.slow
+_CHILD = "LOCALCHAT_RUNTIME_TEST_CHILD"
+
+
+def in_child(test: Callable[..., None]) -> Callable[..., None]:
+    """In the test process: run ``test`` alone in a child pytest (and fail with its output). In the child: the test."""
+    if os.environ.get(_CHILD):
+        return test
+
+    def run_in_child() -> None:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{test.__name__}"],
+            cwd=Path(__file__).resolve().parents[4], env={**os.environ, _CHILD: "1"}, capture_output=True, text=True,
+            timeout=1200)
+        assert proc.returncode == 0, proc.stdout[-6000:]
+
+    run_in_child.__name__ = test.__name__
+    run_in_child.__doc__ = test.__doc__
+    return run_in_child
 
 LONG = [ChatMessage("user", "Summarise this: " + " ".join(f"item{i} is blue." for i in range(50)))]
 OTHER = [ChatMessage("user", "Name three colours.")]
@@ -21,6 +48,8 @@ OTHER = [ChatMessage("user", "Name three colours.")]
 
 @pytest.fixture(scope="module")
 def runtime(starter_model: Path) -> Iterator[LlamaRuntime]:
+    from localchat.core.engine.runtime import LlamaRuntime  # here, never at import: see the module's docstring
+
     rt = LlamaRuntime()
     rt.load(str(starter_model), LoadOptions(n_ctx=2048))
     yield rt
@@ -34,6 +63,7 @@ def turn(rt: LlamaRuntime, messages: list[ChatMessage], sampling: SamplingParams
     return result
 
 
+@in_child
 def test_typed_special_tokens_are_plain_text(runtime: LlamaRuntime) -> None:
     assert runtime.llm is not None
     im_end = runtime.llm.tokenize(b"<|im_end|>", add_bos=False, special=True)
@@ -61,6 +91,7 @@ def test_typed_special_tokens_are_plain_text(runtime: LlamaRuntime) -> None:
     assert tokens == runtime.llm.tokenize(prompt.encode(), add_bos=False, special=True)
 
 
+@in_child
 def test_prompt_batches_do_not_depend_on_the_cache(runtime: LlamaRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
     llm = runtime.llm
     assert llm is not None
@@ -102,6 +133,7 @@ def test_prompt_batches_do_not_depend_on_the_cache(runtime: LlamaRuntime, monkey
     assert after_other == cold[-len(after_other):]
 
 
+@in_child
 def test_cold_and_warm_turns_agree(runtime: LlamaRuntime) -> None:
     sampling = SamplingParams(max_tokens=32, seed=9, temperature=0.9)
     runtime._reset_state()
@@ -112,6 +144,7 @@ def test_cold_and_warm_turns_agree(runtime: LlamaRuntime) -> None:
     assert turn(runtime, LONG, sampling).text == cold
 
 
+@in_child
 def test_a_hostile_template_fails_the_turn_not_the_worker(runtime: LlamaRuntime) -> None:
     good = runtime._template
     runtime._template = ChatTemplate(
@@ -125,6 +158,7 @@ def test_a_hostile_template_fails_the_turn_not_the_worker(runtime: LlamaRuntime)
     assert turn(runtime, OTHER).text.strip()
 
 
+@in_child
 def test_an_empty_prompt_is_an_error_not_a_crash(runtime: LlamaRuntime) -> None:
     good = runtime._template
     runtime._template = ChatTemplate("{# renders nothing #}")
