@@ -127,7 +127,10 @@ class NetworkPage(QWidget):
         self.ctx = ctx
         self.worker_pid: int | None = None
         self.worker_isolation: dict[str, Any] | None = None
-        self.monitor = monitor or SocketMonitor.session() or SocketMonitor(lambda: own_processes(self.worker_pid))
+        # the poll thread must hold no reference to the page: the page would then be destroyed on that thread
+        pid_box: list[int | None] = [None]
+        self._pid_box = pid_box
+        self.monitor = monitor or SocketMonitor.session() or SocketMonitor(lambda: own_processes(pid_box[0]))
         if self.monitor.processes is None:
             self.monitor.processes = ProcessLog.active()
         self.snapshot: MonitorSnapshot | None = None
@@ -282,6 +285,7 @@ class NetworkPage(QWidget):
 
     def set_worker(self, pid: int | None, isolation: dict[str, Any] | None) -> None:
         self.worker_pid, self.worker_isolation = pid, isolation
+        self._pid_box[0] = pid
         self.monitor.worker_pid = pid  # the session's monitor labels the worker's sockets with it
         stamp = clock(time.time())
         if pid is None:
