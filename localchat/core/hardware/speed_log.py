@@ -46,13 +46,23 @@ def _load(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def record_decode(data_dir: Path, model_file: str | Path, tokens_per_s: float, *, completion_tokens: int = MIN_TOKENS,
+def _dir(data_dir: Path | None) -> Path:
+    if data_dir is not None:
+        return Path(data_dir)
+    from localchat.paths import Paths
+
+    return Paths.default().data_dir  # LOCALCHAT_HOME, else the per-user data folder
+
+
+def record_decode(data_dir: Path | None, model_file: str | Path, tokens_per_s: float, *,
+                  completion_tokens: int = MIN_TOKENS,
                   n_gpu_layers: int | None = None) -> None:
     """Add one finished turn's decode speed for ``model_file``. Turns shorter than ``MIN_TOKENS`` tokens and
-    non-positive speeds are ignored; an unwritable data dir is not an error (the figure is a nicety)."""
+    non-positive speeds are ignored; an unwritable data dir is not an error (the figure is a nicety). ``data_dir``
+    None is the default home's (what ``core.chat.turn`` records into after every finished turn)."""
     if completion_tokens < MIN_TOKENS or not tokens_per_s > 0:
         return
-    path = Path(data_dir) / FILE_NAME
+    path = _dir(data_dir) / FILE_NAME
     data = _load(path)
     key = Path(model_file).name
     old = data.get(key) if isinstance(data.get(key), dict) else {}
@@ -69,9 +79,9 @@ def record_decode(data_dir: Path, model_file: str | Path, tokens_per_s: float, *
         pass
 
 
-def measured_decode(data_dir: Path, model_file: str | Path) -> MeasuredSpeed | None:
+def measured_decode(data_dir: Path | None, model_file: str | Path) -> MeasuredSpeed | None:
     """The measured decode speed of ``model_file`` here (median of its last turns), None when it never ran."""
-    entry = _load(Path(data_dir) / FILE_NAME).get(Path(model_file).name)
+    entry = _load(_dir(data_dir) / FILE_NAME).get(Path(model_file).name)
     if not isinstance(entry, dict):
         return None
     recent = [float(v) for v in entry.get("recent", []) if isinstance(v, (int, float)) and v > 0]
