@@ -118,6 +118,8 @@ def stream_turn(engine: ChatEngine, request: TurnRequest) -> Iterator[Chunk]:
                 continue
             if isinstance(chunk, (StatsChunk, ErrorChunk)):
                 ended = True
+                if isinstance(chunk, StatsChunk):
+                    _record_speed(engine, chunk.stats)
                 if isinstance(chunk, StatsChunk) and stops is not None:
                     if tail := stops.flush():
                         yield ContentChunk(rid, tail)
@@ -128,6 +130,17 @@ def stream_turn(engine: ChatEngine, request: TurnRequest) -> Iterator[Chunk]:
         if not ended:  # the consumer went away (a closed stream, a client that hung up): stop the worker now
             engine.cancel()
             _drain(chunks)
+
+
+def _record_speed(engine: ChatEngine, stats: TurnStats) -> None:
+    """Keep the turn's decode speed for the loaded file, so the Models page and ``plan`` show it as measured."""
+    from localchat.core.hardware.speed_log import record_decode
+
+    info = getattr(engine, "info", None)  # EngineClient's LoadInfo; test doubles may have none
+    path, layers = getattr(info, "path", None), getattr(info, "n_gpu_layers", None)
+    if isinstance(path, str) and path:
+        record_decode(None, path, stats.decode_tokens_per_s, completion_tokens=stats.completion_tokens,
+                      n_gpu_layers=layers if isinstance(layers, int) else None)
 
 
 def _drain(chunks: Iterator[Chunk]) -> None:
