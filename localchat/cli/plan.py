@@ -33,6 +33,7 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.core.hardware.planner import ModelShape, plan_offload
     from localchat.core.hardware.sizing import machine_for
     from localchat.core.hardware.speed import fmt_tps
+    from localchat.core.hardware.speed_log import measured_decode
     from localchat.core.models.gguf_info import read_gguf
 
     try:
@@ -42,7 +43,8 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     n_ctx = args.ctx or ctx.settings.n_ctx
     if n_ctx < 256:
         return fail(f"--ctx must be at least 256 tokens, not {n_ctx}", 2)
-    info = read_gguf(ctx.library.resolve(args.model))
+    model_path = ctx.library.resolve(args.model)
+    info = read_gguf(model_path)
     if args.threads is not None and not 1 <= args.threads <= 1024:
         return fail(f"--threads must be between 1 and 1024, not {args.threads}", 2)
     try:
@@ -55,8 +57,11 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     speed = _predict(shape, plan, machine, args.threads or ctx.settings.n_threads, bandwidths)
     if speed is not None:
         plan.reasons.extend(f"speed: {b}" for b in speed.basis)
+    measured = measured_decode(ctx.paths.data_dir, model_path)  # its last turns here, once it has run
     if args.json:
-        emit_json({**plan.to_dict(), "predicted_decode_tokens_per_s": speed.to_dict() if speed else None})
+        emit_json({**plan.to_dict(), "predicted_decode_tokens_per_s": speed.to_dict() if speed else None,
+                   "measured_decode_tokens_per_s": {"value": measured.tokens_per_s, "turns": measured.turns}
+                   if measured else None})
         return 0
     gpus = machine.usable_gpus
     print(f"{info.name} ({info.quantisation}, {info.file_size / GIB:.2f} GiB, {info.architecture}) on "
@@ -70,6 +75,8 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     if speed is not None:
         print(f"decode: {speed.label} ({fmt_tps(speed.low)}–{fmt_tps(speed.high)}) at {speed.n_past} tokens of "
               f"context, ~{fmt_tps(speed.at_full_context)} tok/s at the full {speed.n_ctx}")
+    if measured is not None:
+        print(f"decode: {measured.label} (median of its last {measured.turns} turns here)")
     if plan.tensor_split:
         print(f"tensor split: {plan.tensor_split}")
     for r in plan.reasons:

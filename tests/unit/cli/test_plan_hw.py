@@ -66,3 +66,16 @@ def test_hw_json(isolated_home: Path) -> None:
     d = json.loads(proc.stdout)
     assert d["ram_total"] > 0 and d["physical_cores"] >= 1 and isinstance(d["gpus"], list)
     assert any(dev["type"] == "cpu" for dev in d["llama_devices"])
+
+
+def test_plan_shows_the_measured_speed_once_the_model_has_run(r1_path: Path, isolated_home: Path) -> None:
+    from localchat.core.hardware.speed_log import record_decode
+
+    args = ("plan", str(r1_path), "--gpu-mem", "0", "--ram", "32GiB")
+    assert json.loads(localchat(*args, "--json", home=isolated_home).stdout)["measured_decode_tokens_per_s"] is None
+    for v in (4.0, 5.0, 6.0):
+        record_decode(isolated_home / "data", r1_path, v, completion_tokens=64)
+    d = json.loads(localchat(*args, "--json", home=isolated_home).stdout)
+    assert d["measured_decode_tokens_per_s"] == {"value": 5.0, "turns": 3}
+    assert d["predicted_decode_tokens_per_s"] is not None  # the prediction stays, for comparison
+    assert "decode: 5.0 tok/s measured (median of its last 3 turns here)" in localchat(*args, home=isolated_home).stdout
