@@ -5,9 +5,19 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.localchat-installed
-# GPU builds: `make reinstall-llama LLAMA_CMAKE_ARGS="-DGGML_CUDA=on"` (see README).
-LLAMA_CMAKE_ARGS ?=
+# GPU builds: `make reinstall-llama LLAMA_CMAKE_ARGS="-DGGML_CUDA=on"` (see README); remembered for later installs.
+LLAMA_ARGS_FILE := $(VENV)/llama-cmake-args
+LLAMA_CMAKE_ARGS ?= $(shell cat $(LLAMA_ARGS_FILE) 2>/dev/null)
 PYTEST_ARGS ?=
+# llama-cpp-python is always compiled with llama.cpp's RPC backend (helper machines, docs/RPC.md). pip's wheel cache
+# keys on the sdist, not on CMAKE_ARGS, so it would silently hand back a wheel built without it: the wheel is built
+# once into a folder of our own keyed by version + cmake arguments, installed from there and checked.
+LLAMA_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml)
+LLAMA_BUILD_ARGS := $(strip -DGGML_RPC=on $(LLAMA_CMAKE_ARGS))
+LLAMA_KEY := $(shell printf '%s|%s' '$(LLAMA_VERSION)' '$(LLAMA_BUILD_ARGS)' | sha256sum | cut -c1-16)
+WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/localchat/wheels
+LLAMA_WHEELS := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
+LLAMA_STAMP := $(VENV)/.llama-$(LLAMA_KEY)
 
 .PHONY: run test install model system-deps check bench bench-gui screenshots reinstall-llama package clean
 
@@ -15,9 +25,35 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
-	@echo "Installing localchat and its dependencies (the first llama-cpp-python build compiles llama.cpp: ~10 min)"
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc 2>/dev/null || echo 2) $(PY) -m pip install -e '.[dev]'
+# Build (once per version + cmake arguments), install, and prove the RPC backend is there; fail loudly if not.
+define install_llama
+	@if ! ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+		echo "Compiling llama-cpp-python $(LLAMA_VERSION) with '$(LLAMA_BUILD_ARGS)' into $(LLAMA_WHEELS) (~10 min)"; \
+		rm -rf $(LLAMA_WHEELS).tmp && mkdir -p $(LLAMA_WHEELS).tmp && \
+		CMAKE_ARGS="$(LLAMA_BUILD_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc 2>/dev/null || echo 2) \
+			$(PY) -m pip wheel --no-deps --no-binary llama-cpp-python --no-cache-dir -w $(LLAMA_WHEELS).tmp \
+			"llama-cpp-python==$(LLAMA_VERSION)" && \
+		rm -rf $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); \
+	fi
+	$(PY) -m pip install --quiet --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-*.whl
+	@$(PY) -c 'import ctypes, importlib.util, pathlib, sys; \
+	lib = pathlib.Path(importlib.util.find_spec("llama_cpp").submodule_search_locations[0]) / "lib"; \
+	rpc = [p for p in lib.iterdir() if p.name.startswith("libggml-rpc.") or p.name == "ggml-rpc.dll"]; \
+	ok = bool(rpc) and hasattr(ctypes.CDLL(str(rpc[0])), "ggml_backend_rpc_add_server"); \
+	sys.exit(0 if ok else "llama-cpp-python was installed WITHOUT the RPC backend (no ggml-rpc library with " \
+	"ggml_backend_rpc_add_server in " + str(lib) + "): delete $(LLAMA_WHEELS) and run make again")'
+	@echo "llama-cpp-python $(LLAMA_VERSION) installed with the RPC backend ($(LLAMA_BUILD_ARGS))"
+endef
+
+$(LLAMA_STAMP): | $(PY)
+	$(install_llama)
+	rm -f $(VENV)/.llama-*
+	printf '%s\n' '$(LLAMA_CMAKE_ARGS)' > $(LLAMA_ARGS_FILE)
+	touch $@
+
+$(STAMP): pyproject.toml $(LLAMA_STAMP)
+	@echo "Installing localchat and its dependencies"
+	$(PY) -m pip install -e '.[dev]'
 	touch $@
 
 install: $(STAMP)
@@ -48,9 +84,11 @@ bench-gui: install model system-deps
 screenshots: install model system-deps
 	xvfb-run -a -s "-screen 0 1400x900x24" env QT_QPA_PLATFORM=xcb $(PY) benchmarks/screenshots.py docs/screenshots
 
-reinstall-llama: install
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --no-cache-dir --force-reinstall --no-deps \
-		"$$($(PY) -c 'import importlib.metadata as m; print("llama-cpp-python==" + m.version("llama-cpp-python"))')"
+# Rebuilds even when a wheel for these arguments is cached (e.g. after a driver/toolkit upgrade).
+reinstall-llama: | $(PY)
+	rm -rf $(LLAMA_WHEELS)
+	rm -f $(LLAMA_STAMP)
+	$(MAKE) install LLAMA_CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)'
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache
