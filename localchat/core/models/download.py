@@ -41,6 +41,53 @@ DISK_MARGIN = 64 * 1024 * 1024
 MANIFEST_SUFFIX = ".download.json"
 
 
+FreeSpace = Callable[[Path], int]  # bytes free on the disk holding a folder (tests inject a full disk)
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes free on the disk that holds ``folder`` (or, when it does not exist yet, its nearest existing parent)."""
+    p = Path(folder).absolute()
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def disk_margin(size: int) -> int:
+    """Room kept free beyond the bytes still to fetch: 64 MB and 1 % (the listing's sizes are exact; the margin
+    is for the manifest, the library and what other programs write meanwhile)."""
+    return DISK_MARGIN + size // 100
+
+
+def bytes_to_fetch(model: RemoteModel, dest_dir: Path) -> int:
+    """What a download of ``model`` into ``dest_dir`` still has to fetch (partial and finished parts count)."""
+    folder = model_folder(dest_dir, model.repo)
+    left = 0
+    for f in model.files:
+        try:
+            target = folder / safe_relpath(f.path).name
+        except DownloadError:
+            continue
+        left += 0 if target.exists() and target.stat().st_size == f.size else max(0, f.size - _part_size(target))
+    return left
+
+
+def check_disk_space(model: RemoteModel, dest_dir: Path, free_space: FreeSpace = free_bytes) -> None:
+    """Refuse a download that would not fit, before it starts.
+
+    Raises:
+        DownloadError: one line with what is needed and what is free.
+    """
+    missing = bytes_to_fetch(model, dest_dir)
+    try:
+        free = free_space(model_folder(dest_dir, model.repo))
+    except OSError as exc:
+        raise DownloadError(f"cannot tell the free space in {dest_dir}: {exc.strerror or exc}") from exc
+    if missing + disk_margin(missing) > free:
+        raise DownloadError(f"not enough disk space: {missing / 1e9:.2f} GB needed (plus "
+                            f"{max(0, disk_margin(missing)) / 1e6:,.0f} MB to spare), {free / 1e9:.2f} GB free in "
+                            f"{dest_dir}; free some space or choose another models folder in Settings")
+
+
 class _Hasher(Protocol):
     def update(self, data: bytes, /) -> None: ...
 
@@ -130,12 +177,14 @@ class DownloadJob:
 
     def __init__(self, model: RemoteModel, dest_dir: Path, *, endpoint: str | None = None,
                  progress: Callable[[DownloadProgress], None] | None = None, token: str | None = None,
-                 retries: int = 3, retry_wait: float = 1.0) -> None:
+                 retries: int = 3, retry_wait: float = 1.0, free_space: FreeSpace = free_bytes) -> None:
         from huggingface_hub import constants
 
         self.model = model
         self.endpoint = endpoint or constants.ENDPOINT
+        self.dest_dir = Path(dest_dir)
         self.folder = model_folder(dest_dir, model.repo)
+        self.free_space = free_space
         self.progress = progress
         self.token = token
         self.retries = retries
@@ -231,6 +280,8 @@ class DownloadJob:
                 hash mismatch; the message says what to do.
         """
         self.targets()  # refuse unsafe names before any request
+        if self.model.size:  # the listing's sizes (a catalogue entry's are close): refuse before any request
+            check_disk_space(self.model, self.dest_dir, self.free_space)
         with hub_scope(self.endpoint):
             if not self.model.verified_metadata:
                 self.model = self._exact_metadata()
@@ -254,11 +305,7 @@ class DownloadJob:
             token = self.token or user_token()
             targets = self.targets()
             verified = self._reconcile(targets)
-            missing = sum(f.size - _part_size(t) for f, t in targets if t.name not in verified)
-            free = shutil.disk_usage(self.folder).free
-            if missing + DISK_MARGIN > free:
-                raise DownloadError(f"not enough disk space: {missing / 1e9:.2f} GB needed, {free / 1e9:.2f} GB "
-                                    f"free in {self.folder}")
+            check_disk_space(self.model, self.dest_dir, self.free_space)  # again: exact sizes, parts reconciled
             self._write_manifest(sorted(verified))
             for i, (f, target) in enumerate(targets):
                 self._model_before = sum(x.size for x, _ in targets[:i])

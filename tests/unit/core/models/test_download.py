@@ -432,3 +432,33 @@ def test_pulls_of_the_same_name_get_their_own_entries(hub: FakeHub, library: Lib
     entry = pull(model, library, isolated_home / "models", endpoint=hub.url, name="mine")
     assert entry.name == "mine-2" and library.get("mine").path == "/elsewhere/mine.gguf"  # type: ignore[union-attr]
     assert pull(model, library, isolated_home / "models", endpoint=hub.url, name="mine").name == "mine-2"
+
+
+def test_a_download_that_would_not_fit_is_refused_before_any_request(hub: FakeHub, library: Library,
+                                                                    isolated_home: Path, starter_bytes: bytes) -> None:
+    from localchat.core.models.download import bytes_to_fetch, check_disk_space, disk_margin, model_folder
+
+    model = repo_models(REPO, endpoint=hub.url)[0]
+    requests = len(hub.state.requests)
+    asked: list[Path] = []
+
+    def full_disk(folder: Path) -> int:
+        asked.append(folder)
+        return 50_000_000  # half the model
+
+    job = DownloadJob(model, isolated_home / "models", endpoint=hub.url, free_space=full_disk)
+    with pytest.raises(DownloadError, match=r"^not enough disk space: 0\.10 GB needed \(plus 68 MB to spare\), "
+                                            r"0\.05 GB free in .*; free some space") as exc:
+        pull(model, library, isolated_home / "models", job=job)
+    assert "\n" not in str(exc.value) and asked == [model_folder(isolated_home / "models", REPO)]
+    assert len(hub.state.requests) == requests and hub.state.served == 0 and library.entries() == []
+    # exactly enough (the size plus the margin) is enough; a partial file counts as fetched
+    need = len(starter_bytes) + disk_margin(len(starter_bytes))
+    check_disk_space(model, isolated_home / "models", lambda _f: need)
+    part = model_folder(isolated_home / "models", REPO) / (FILE + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(starter_bytes[:40_000_000])
+    assert bytes_to_fetch(model, isolated_home / "models") == len(starter_bytes) - 40_000_000
+    check_disk_space(model, isolated_home / "models", lambda _f: 130_000_000)  # fits with what is already there
+    with pytest.raises(DownloadError, match="cannot tell the free space"):
+        check_disk_space(model, isolated_home / "models", lambda _f: (_ for _ in ()).throw(PermissionError(13, "no")))
