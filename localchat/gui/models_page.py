@@ -42,13 +42,18 @@ from localchat.core.models.download import (
     DownloadJob,
     DownloadProgress,
     DownloadStopped,
+    FreeSpace,
     PendingDownload,
+    bytes_to_fetch,
+    check_disk_space,
+    disk_margin,
+    free_bytes,
     pending_downloads,
     pull,
 )
 from localchat.core.models.hub import RemoteModel
 from localchat.core.models.library import LibraryEntry, import_file, remove_model
-from localchat.errors import LocalChatError
+from localchat.errors import DownloadError, LocalChatError
 from localchat.gui import theme
 
 log = logging.getLogger(__name__)
@@ -111,12 +116,13 @@ class DownloadRunner(QObject):
     stopped = Signal(bool)
 
     def __init__(self, ctx: AppContext, model: RemoteModel, endpoint: str | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, free_space: FreeSpace = free_bytes) -> None:
         super().__init__()
         self.ctx = ctx
         self.model = model
         self.extra = extra
-        self.job = DownloadJob(model, ctx.models_dir, endpoint=endpoint, progress=self.progress.emit)
+        self.job = DownloadJob(model, ctx.models_dir, endpoint=endpoint, progress=self.progress.emit,
+                               free_space=free_space)
 
     @Slot()
     def run(self) -> None:
@@ -200,7 +206,8 @@ class DownloadRow(QWidget):
         self.pause.setVisible(not over)
         self.pause.setEnabled(True)
         self.pause.setText("Resume" if state in ("paused", "failed") else "Pause")
-        self.cancel.setText("Dismiss" if over else "Cancel")
+        # nothing running: the button removes the partial files
+        self.cancel.setText("Dismiss" if over else "Discard" if state in ("paused", "failed") else "Cancel")
 
     @Slot(object)
     def on_progress(self, p: DownloadProgress) -> None:
@@ -243,10 +250,13 @@ class ModelsPage(QWidget):
     libraryChanged = Signal()
     fitsReady = Signal(object)
 
-    def __init__(self, ctx: AppContext, parent: QWidget | None = None, endpoint: str | None = None) -> None:
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None, endpoint: str | None = None,
+                 free_space: FreeSpace = free_bytes) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.endpoint = endpoint
+        self.free_space = free_space  # the disk probe (tests inject a full disk)
+        self._free_now: int | None = None
         self.catalogue = Catalogue(ctx.paths.cache_dir)
         self.runners: dict[str, tuple[QThread, DownloadRunner]] = {}
         self.rows: dict[str, DownloadRow] = {}
@@ -309,9 +319,14 @@ class ModelsPage(QWidget):
             srow.addWidget(sw)
         srow.setStretch(0, 1)
         gl.addLayout(srow)
+        wrow = QHBoxLayout()
         self.where = QLabel()
         self.where.setObjectName("settingsSection")
-        gl.addWidget(self.where)
+        self.disk_label = QLabel()  # free space where downloads go, next to the Download buttons' column
+        self.disk_label.setObjectName("hint")
+        wrow.addWidget(self.where, 1)
+        wrow.addWidget(self.disk_label)
+        gl.addLayout(wrow)
         self.table = QTableWidget(0, 6)
         self._style_table(self.table)
         self.table.horizontalHeader().setStretchLastSection(False)
@@ -332,6 +347,20 @@ class ModelsPage(QWidget):
         for p in pending_downloads(ctx.models_dir):
             self._add_pending(p)
         self.refresh()
+
+    def _set_note(self, text: str, error: bool = False) -> None:
+        self.note.setText(text)
+        if self.note.objectName() != ("formError" if error else "hint"):
+            self.note.setObjectName("formError" if error else "hint")
+            self.note.style().unpolish(self.note)
+            self.note.style().polish(self.note)
+
+    def free_disk(self) -> int | None:
+        """Bytes free where downloads go (None when the disk cannot be asked)."""
+        try:
+            return self.free_space(self.ctx.models_dir)
+        except OSError:
+            return None
 
     @staticmethod
     def _style_table(t: QTableWidget) -> None:
@@ -480,6 +509,9 @@ class ModelsPage(QWidget):
                     item.setToolTip("\n".join(str(p) for p in e.files))
                 self.installed.setItem(i, j, item)
         installed_files = {Path(p).name for e in entries for p in e.files}
+        free = self._free_now = self.free_disk()  # once per listing, for every Download button
+        self.disk_label.setText("" if free is None else f"{_gb(free)} free for downloads")
+        self.disk_label.setToolTip(f"Free space on the disk of the models folder, {self.ctx.models_dir}")
         if self.mode == "search":
             self._fill_search()
         elif self.mode == "files":
@@ -494,6 +526,18 @@ class ModelsPage(QWidget):
         self.table.setColumnCount(len(labels))
         self.table.setHorizontalHeaderLabels(labels)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+
+    def _download_cell(self, row: int, model: RemoteModel, slot: Callable[[], Any]) -> None:
+        """The Download button, saying what the download needs of the free disk space (and when it cannot fit)."""
+        need = bytes_to_fetch(model, self.ctx.models_dir)
+        free = self._free_now
+        if free is None:
+            self._action_cell(row, "Download", slot, f"needs {_gb(need)}")
+        elif need + disk_margin(need) > free:
+            self._action_cell(row, "No room", slot, f"needs {_gb(need)}, only {_gb(free)} free on the disk of "
+                                                    f"{self.ctx.models_dir}: free some space first")
+        else:
+            self._action_cell(row, "Download", slot, f"needs {_gb(need)} of the {_gb(free)} free")
 
     def _action_cell(self, row: int, text: str, slot: Callable[[], Any], tooltip: str = "") -> None:
         b = QPushButton(text)
@@ -532,8 +576,7 @@ class ModelsPage(QWidget):
             elif f"{ce.repo}/{q.file}" in downloading:
                 self.table.setItem(i, 6, QTableWidgetItem("in Downloads"))
             else:
-                self._action_cell(i, "Download", partial(self.start_download, ce, q),
-                                  f"{ce.repo}/{q.file}")
+                self._download_cell(i, ce.remote(q), partial(self.start_download, ce, q))
 
     def _fill_search(self) -> None:
         self.where.setText(f"Hugging Face: “{self.search_field.text().strip()}”")
@@ -568,7 +611,7 @@ class ModelsPage(QWidget):
             elif f"{m.repo}/{m.name}" in self.rows and self.rows[f"{m.repo}/{m.name}"].state != "cancelled":
                 self.table.setItem(i, 4, QTableWidgetItem("in Downloads"))
             else:
-                self._action_cell(i, "Download", partial(self.start_remote, m, m.name))
+                self._download_cell(i, m, partial(self.start_remote, m, m.name))
 
     @Slot()
     def _show_row_details(self) -> None:
@@ -638,10 +681,18 @@ class ModelsPage(QWidget):
 
     # -- downloads ---------------------------------------------------------------------------------------
 
-    def start_download(self, entry: CatalogueEntry, quant: CatalogueQuant) -> DownloadRunner:
+    def start_download(self, entry: CatalogueEntry, quant: CatalogueQuant) -> DownloadRunner | None:
         return self.start_remote(entry.remote(quant), f"{entry.title} {quant.quant}", entry.library_extra())
 
-    def start_remote(self, model: RemoteModel, title: str, extra: dict[str, Any] | None = None) -> DownloadRunner:
+    def start_remote(self, model: RemoteModel, title: str,
+                     extra: dict[str, Any] | None = None) -> DownloadRunner | None:
+        """Start (or resume) downloading ``model``; None, with the reason in the note, when it would not fit."""
+        try:
+            check_disk_space(model, self.ctx.models_dir, self.free_space)
+        except DownloadError as exc:
+            self._set_note(f"{title} not downloaded: {exc}", error=True)
+            self.refresh()
+            return None
         key = f"{model.repo}/{model.name}"
         row = self.rows.get(key)
         if row is None or row.state in ("installed", "cancelled"):
@@ -654,7 +705,7 @@ class ModelsPage(QWidget):
 
     def _run(self, row: DownloadRow, model: RemoteModel, extra: dict[str, Any] | None) -> DownloadRunner:
         thread = QThread(self)
-        runner = DownloadRunner(self.ctx, model, self.endpoint, extra)
+        runner = DownloadRunner(self.ctx, model, self.endpoint, extra, self.free_space)
         runner.moveToThread(thread)
         # runner (download thread) -> row slots (GUI thread): queued, never a lambda in the emitting thread
         runner.progress.connect(row.on_progress)
@@ -693,6 +744,11 @@ class ModelsPage(QWidget):
         row = self.rows.get(key)
         if row is None or key in self.runners:
             return
+        try:
+            check_disk_space(row.model, self.ctx.models_dir, self.free_space)
+        except DownloadError as exc:
+            row.show_state("failed", str(exc))
+            return
         self._run(row, row.model, row.extra)
         self.refresh()
 
@@ -710,8 +766,12 @@ class ModelsPage(QWidget):
             self.runners[key][1].job.cancel()
         elif row.state in ("installed", "cancelled"):
             self._remove_row(key)
-        else:  # paused or failed, nothing running: cancel removes the partial files
-            DownloadJob(row.model, self.ctx.models_dir, endpoint=self.endpoint).discard()
+        else:  # paused or failed, nothing running: Discard removes the partial files
+            try:
+                DownloadJob(row.model, self.ctx.models_dir, endpoint=self.endpoint).discard()
+            except DownloadError as exc:  # another process is downloading it right now
+                row.show_state(row.state, str(exc))
+                return
             self._remove_row(key)
             self.refresh()
 

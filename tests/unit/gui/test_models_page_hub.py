@@ -1,0 +1,129 @@
+"""The Models page against the local Hub stand-in: free disk space and refused downloads, unfinished downloads
+offered with Resume/Discard, a split quant found by search and downloaded from the window as one model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hubserver import FakeHub, HubState
+from model_shapes import split_gguf
+from PySide6.QtWidgets import QPushButton
+
+from localchat.context import open_context
+from localchat.core.models.download import model_folder
+from localchat.core.models.hub import repo_models
+from localchat.fsutil import FileLock
+from localchat.gui.models_page import ModelsPage
+
+REPO = "org/repo"
+FILE = "m-Q4_1.gguf"
+
+
+@pytest.fixture
+def online(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCALCHAT_USER_OFFLINE", "0")
+
+
+def column(table, col: int) -> list[str]:  # type: ignore[no-untyped-def]
+    return [table.item(r, col).text() if table.item(r, col) else "" for r in range(table.rowCount())]
+
+
+def action(page: ModelsPage, row: int) -> QPushButton:
+    b = page.table.cellWidget(row, page.table.columnCount() - 1)
+    assert isinstance(b, QPushButton)
+    return b
+
+
+def test_free_space_shown_and_a_download_that_would_not_fit_refused_before_it_starts(
+        qtbot, isolated_home: Path, starter_model: Path, online) -> None:
+    state = HubState(repos={REPO: {FILE: starter_model.read_bytes()}})
+    free = {"bytes": 50_000_000}  # half the model
+    with FakeHub(state) as hub:
+        page = ModelsPage(open_context(isolated_home), endpoint=hub.url, free_space=lambda _f: free["bytes"])
+        qtbot.addWidget(page)
+        assert page.disk_label.text() == "50 MB free for downloads"
+        page.list_files(REPO)
+        qtbot.waitUntil(lambda: page.mode == "files", timeout=30_000)
+        b = action(page, 0)
+        assert b.text() == "No room" and "needs 98 MB, only 50 MB free" in b.toolTip()
+        requests = len(state.requests)
+        b.click()
+        assert "not downloaded: not enough disk space: 0.10 GB needed" in page.note.text()
+        assert "\n" not in page.note.text() and page.note.objectName() == "formError"
+        assert not page.rows and len(state.requests) == requests and state.served == 0
+        # catalogue rows say the same (their sizes from the catalogue)
+        page.show_catalogue()
+        assert {action(page, r).text() for r in range(page.table.rowCount())} == {"No room"}
+        free["bytes"] = 10**12
+        page.refresh()
+        assert page.disk_label.text() == "1000.0 GB free for downloads"
+        assert {action(page, r).text() for r in range(page.table.rowCount())} == {"Download"}
+        assert "of the 1000.0 GB free" in action(page, 0).toolTip()
+        page.shutdown()
+
+
+def test_unfinished_download_resume_refused_when_full_and_discard_while_busy_is_said(
+        qtbot, isolated_home: Path, starter_model: Path, online) -> None:
+    data = starter_model.read_bytes()
+    state = HubState(repos={REPO: {FILE: data}}, rate_bps=40e6)
+    with FakeHub(state) as hub:
+        first = ModelsPage(open_context(isolated_home), endpoint=hub.url)
+        qtbot.addWidget(first)
+        first.start_remote(repo_models(REPO, endpoint=hub.url)[0], "test model")
+        qtbot.waitUntil(lambda: first.rows[f"{REPO}/{FILE}"].bar.value() > 100, timeout=30_000)
+        first.shutdown()  # the app closes mid-download
+        free = {"bytes": 1_000}
+        second = ModelsPage(open_context(isolated_home), endpoint=hub.url, free_space=lambda _f: free["bytes"])
+        qtbot.addWidget(second)
+        row = second.rows[f"{REPO}/{FILE}"]
+        assert row.state == "paused" and row.pause.text() == "Resume" and row.cancel.text() == "Discard"
+        requests = len(state.requests)
+        row.pause.click()  # Resume: the rest does not fit
+        assert row.state == "failed" and "not enough disk space" in row.status.text()
+        assert len(state.requests) == requests and f"{REPO}/{FILE}" not in second.runners
+        # Discard while another process holds the download's lock: said on the row, nothing removed, no traceback
+        folder = model_folder(second.ctx.models_dir, REPO)
+        with FileLock(folder / f".{FILE}.lock", timeout=0, transient=True):
+            row.cancel.click()
+        assert "already being downloaded" in row.status.text() and (folder / f"{FILE}.part").exists()
+        assert f"{REPO}/{FILE}" in second.rows
+        row.cancel.click()  # Discard, now free
+        assert not second.rows and not (folder / f"{FILE}.part").exists()
+        second.shutdown()
+
+
+def test_search_open_and_download_a_split_quant_as_one_model(qtbot, isolated_home: Path, starter_model: Path,
+                                                             tmp_path: Path, online) -> None:
+    from localchat.core.engine.client import EngineClient
+    from localchat.core.engine.protocol import LoadOptions
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "m-Q4_1.gguf").write_bytes(starter_model.read_bytes())
+    parts = split_gguf(src / "m-Q4_1.gguf", src, parts=3)
+    assert [p.name for p in parts] == [f"m-Q4_1-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
+    state = HubState(repos={"org/split-GGUF": {p.name: p.read_bytes() for p in parts},
+                            "org/other": {"o-Q8_0.gguf": b"GGUF"}})
+    with FakeHub(state) as hub:
+        page = ModelsPage(open_context(isolated_home), endpoint=hub.url)
+        qtbot.addWidget(page)
+        page.search_field.setText("split")
+        page.search_button.click()
+        qtbot.waitUntil(lambda: page.mode == "search", timeout=30_000)
+        assert column(page.table, 0) == ["org/split-GGUF"]
+        action(page, 0).click()  # open the result
+        qtbot.waitUntil(lambda: page.mode == "files", timeout=30_000)
+        assert column(page.table, 0) == ["m-Q4_1  (3 parts)"] and column(page.table, 1) == ["Q4_1"]
+        with qtbot.waitSignal(page.libraryChanged, timeout=120_000):
+            action(page, 0).click()
+        assert column(page.table, page.table.columnCount() - 1)[0] == "installed"
+        entries = page.ctx.library.entries()
+        assert len(entries) == 1 and len(entries[0].files) == 3 and entries[0].extra["quant"] == "Q4_1"
+        assert [Path(f).name for f in entries[0].files] == [p.name for p in parts]
+        assert column(page.installed, 0) == [entries[0].name]
+        page.shutdown()
+    # it loads as one model (llama.cpp finds the other parts next to the first)
+    with EngineClient(isolation="off") as client:
+        info = client.load(entries[0].file, LoadOptions(n_ctx=256))
+        assert info.n_layers == 30
