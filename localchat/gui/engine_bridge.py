@@ -9,13 +9,15 @@ from the GUI thread: ``EngineClient.cancel`` is thread-safe and must not wait be
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from localchat.core.api.shared import EngineTurns
 from localchat.core.chat.conversation import TurnRequest
-from localchat.core.chat.messages import ErrorChunk
+from localchat.core.chat.messages import ErrorChunk, StatsChunk, TurnStats
 from localchat.core.chat.turn import stream_turn
 from localchat.core.engine.client import EngineClient
 from localchat.core.engine.protocol import LoadInfo, LoadOptions
@@ -48,6 +50,10 @@ class EngineWorker(QObject):
         loadFailed(str, str): load id, why.
         chunk(object): a typed chunk of the running turn (carries its request id).
         turnCrashed(str, str): request id, message; the worker died mid-turn.
+        waiting(str, str): a turn or load id, and who has the worker: it waits (the API inside the window).
+
+    Turns and loads go through ``turns`` (one at a time with the API's, when it serves); ``loaded_model`` is the
+    library name and file of the model loaded now (``None`` while one loads), read by the API under that lock.
     """
 
     workerStarted = Signal(int, dict)
@@ -57,12 +63,19 @@ class EngineWorker(QObject):
     loadFailed = Signal(str, str)
     chunk = Signal(object)
     turnCrashed = Signal(str, str)
+    waiting = Signal(str, str)
 
     def __init__(self, isolation: str) -> None:
         super().__init__()
         self.client = EngineClient(isolation=isolation)
+        self.turns = EngineTurns(self.client)
+        self.loaded_model: tuple[str, Path] | None = None
+        self.current: str | None = None  # the window's turn running or waiting now
         self._model: tuple[str, LoadOptions] | None = None
         self._load_id = ""
+
+    def _wait(self, owner: str) -> Callable[[str], None]:
+        return lambda holder: self.waiting.emit(owner, holder)
 
     def _ensure_started(self) -> None:
         if not self.client.alive:
@@ -81,8 +94,13 @@ class EngineWorker(QObject):
     def load(self, request: object) -> None:
         assert isinstance(request, LoadRequest)
         self._load_id = request.load_id
+        with self.turns.hold(f"load-{request.load_id}", self._wait(request.load_id)):
+            self._load(request)
+
+    def _load(self, request: LoadRequest) -> None:
         try:
             self._model = None
+            self.loaded_model = None
             self._ensure_started()
             # llama.cpp's devices and free memory are probed inside the sandboxed worker; the plan is made here
             machine = detect(SystemProbes(self.client.isolation, engine=self.client))
@@ -90,6 +108,7 @@ class EngineWorker(QObject):
                                        machine=machine)
             info = self._do_load(str(request.path), options)
             self._model = (str(request.path), options)
+            self.loaded_model = (request.name, request.path)
             self.loaded.emit(request.load_id, info)
         except WorkerCrashed as exc:
             self.workerStopped.emit()
@@ -103,6 +122,17 @@ class EngineWorker(QObject):
     @Slot(object)
     def chat(self, request: object) -> None:
         assert isinstance(request, TurnRequest)
+        self.current = request.request_id
+        try:
+            with self.turns.hold(request.request_id, self._wait(request.request_id)) as mine:
+                if mine:
+                    self._chat(request)
+                else:  # stopped while it waited: it ends as a stopped turn with nothing said
+                    self.chunk.emit(StatsChunk(request.request_id, TurnStats(0, 0, 0.0, 0.0, 0.0, "cancelled")))
+        finally:
+            self.current = None
+
+    def _chat(self, request: TurnRequest) -> None:
         request_id = request.request_id
         try:
             self._ensure_started()
@@ -110,6 +140,7 @@ class EngineWorker(QObject):
                 self.chunk.emit(c)
         except WorkerCrashed as exc:
             self._model = None  # the window reloads explicitly, so the user sees the load progress
+            self.loaded_model = None
             self.workerStopped.emit()
             self.turnCrashed.emit(request_id, str(exc))
         except LocalChatError as exc:
@@ -137,8 +168,11 @@ class EngineBridge(QObject):
         self.requestChat.connect(self.worker.chat)
         self.engine_thread.start()
 
-    def cancel(self) -> None:
-        self.worker.client.cancel()
+    def cancel(self, request_id: str | None = None) -> None:
+        """Stop the window's turn (``request_id``, else the one in the engine thread) — never another user's."""
+        rid = request_id or self.worker.current
+        if rid is not None:
+            self.worker.turns.cancel(rid)
 
     def kill_worker(self) -> None:
         self.worker.client.kill()
@@ -149,7 +183,7 @@ class EngineBridge(QObject):
 
     def stop(self) -> None:
         """Stop the thread, then close the worker; a load still running is cut short by killing the worker."""
-        self.worker.client.cancel()
+        self.cancel()
         self.engine_thread.quit()  # takes effect when the running slot (if any) returns
         if not self.engine_thread.wait(3000):
             log.warning("engine thread busy at shutdown (a model loading?); killing the worker")

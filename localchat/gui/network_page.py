@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 from localchat.context import AppContext
 from localchat.core.privacy.audit import AuditGuard
 from localchat.core.privacy.lockdown import lockdown_items
-from localchat.core.privacy.monitor import MonitorSnapshot, SocketMonitor, all_connections, own_processes
+from localchat.core.privacy.monitor import MonitorSnapshot, SocketMonitor, all_connections, classify, own_processes
 from localchat.core.privacy.processes import ProcessLog
 from localchat.core.privacy.report import (
     LIMITS,
@@ -60,6 +60,16 @@ LOG_LINES = 12_000  # room for a full ring of socket events and one of audit eve
 
 def _rate(bps: float) -> str:
     return f"{human_bytes(bps)}/s"
+
+
+def socket_class(row: dict[str, Any]) -> str:
+    """The class column: a remote's class, and for a listening socket the reach of its own address."""
+    if row["state"] != "LISTEN":
+        return str(row["kind"])
+    host = row["local"].rsplit(":", 1)[0].strip("[]")
+    if host in ("0.0.0.0", "::", "*"):
+        return "listening (all interfaces)"
+    return f"listening ({classify(host)})"
 
 
 def _showing(noun: str, kept: int, total: int) -> str:
@@ -141,7 +151,7 @@ class NetworkPage(QWidget):
         self._noted_errors: set[str] = set()
 
         inner = QWidget()
-        lay = QVBoxLayout(inner)
+        self._layout = lay = QVBoxLayout(inner)
         lay.setSpacing(6)
         top = QHBoxLayout()
         heads = QVBoxLayout()
@@ -280,6 +290,10 @@ class NetworkPage(QWidget):
         self._fill_lockdown()
         self._update_evidence()
         self._tick()
+
+    def add_panel(self, panel: QWidget) -> None:
+        """A panel under the headline (the local API switch), above the evidence."""
+        self._layout.insertWidget(1, panel)
 
     # -- worker ------------------------------------------------------------------------------------------
 
@@ -439,7 +453,7 @@ class NetworkPage(QWidget):
         self.table.setRowCount(len(data))
         for i, r in enumerate(data):
             cells = (clock(r["time"]) if r["time"] else "", r["process"], r["pid"], r["proto"], r["local"],
-                     r["remote"], r["state"], r["kind"])
+                     r["remote"], r["state"], socket_class(r))
             for j, v in enumerate(cells):
                 self.table.setItem(i, j, QTableWidgetItem(str(v)))
         self._render_processes(snap)

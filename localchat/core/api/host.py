@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,18 @@ class ModelHost:
         if self._running is not None:
             self._running.cancel()
 
+    # -- hooks for a worker shared with the window (core.api.shared) -------------------------------------------
+
+    @contextmanager
+    def exclusive(self, turn: RunningTurn) -> Iterator[bool]:
+        """Hold the worker for ``turn`` (engine thread); yields False when the turn was withdrawn while waiting.
+        Here the API's engine thread is the worker's only user: nothing to wait for."""
+        yield True
+
+    def cancel_turn(self, request_id: str) -> None:
+        """Stop ``request_id`` if it runs (thread-safe)."""
+        self.client.cancel()
+
 
 _END = object()
 
@@ -192,14 +205,20 @@ class RunningTurn:
             if self._cancelled.is_set():
                 return
             rid = self.request.request_id
-            log.info("api: turn %s started", rid)
-            for chunk in stream_turn(client, self.request):
-                if self._cancelled.is_set() and not told:  # a cancel that came before the turn had begun
-                    client.cancel()
-                    told = True
-                if isinstance(chunk, StatsChunk):
-                    log.info("api: turn %s %s %d tokens", rid, chunk.stats.finish_reason, chunk.stats.completion_tokens)
-                self._put(chunk)
+            with self.host.exclusive(self) as mine:
+                if not mine or self._cancelled.is_set():
+                    return
+                log.info("api: turn %s started", rid)
+                for chunk in stream_turn(client, self.request):
+                    if self._cancelled.is_set() and not told:  # a cancel that came before the turn had begun
+                        client.cancel()
+                        told = True
+                    if isinstance(chunk, StatsChunk):
+                        log.info("api: turn %s %s %d tokens", rid, chunk.stats.finish_reason,
+                                 chunk.stats.completion_tokens)
+                    self._put(chunk)
+        except ApiError as exc:  # the worker could not be had for this request (a shared worker's model changed)
+            self._put(exc)
         except WorkerCrashed as exc:
             self.host.model = None
             self._put(worker_down(str(exc)))
@@ -232,7 +251,7 @@ class RunningTurn:
         if self.ended.is_set() or self._read_all:
             return
         self._cancelled.set()
-        self.host.client.cancel()
+        self.host.cancel_turn(self.request.request_id)
 
     async def next(self) -> Chunk | None:
         """The next chunk, ``None`` at the end.
