@@ -37,6 +37,7 @@ from localchat.core.chat.store import ConversationStore, Message
 from localchat.core.chat.turn import Status, Turn, TurnOutcome
 from localchat.core.engine.protocol import LoadInfo
 from localchat.errors import LocalChatError
+from localchat.gui import api_server
 from localchat.gui import theme as theming
 from localchat.gui.chat_view import ChatView, DisplayMessage
 from localchat.gui.chrome import PAGES, NavRail, TopBar
@@ -83,6 +84,7 @@ class MainWindow(QMainWindow):
         self._shut = False
         self.theme = theming.apply_theme(ctx.settings.theme)
         self._build()
+        self.api = api_server.install(self)  # the local API switch on the Network page (off)
         hints = QGuiApplication.styleHints()
         if hints is not None:
             hints.colorSchemeChanged.connect(self._on_system_scheme_changed)
@@ -542,14 +544,14 @@ class MainWindow(QMainWindow):
     def _abandon_stream(self) -> None:
         """Leaving a chat while it streams: stop the worker and keep the partial answer as stopped."""
         if self.current_request:
-            self.bridge.cancel()
+            self.bridge.cancel(self.current_request)
             self._finish("stopped", {"finish_reason": "cancelled"})
         self._pending_send = False
 
     @Slot()
     def stop(self) -> None:
         if self.current_request:
-            self.bridge.cancel()
+            self.bridge.cancel(self.current_request)
         elif self._pending_send:  # still waiting for the model to load: just do not send
             self._pending_send = False
             self._set_busy(False)
@@ -661,6 +663,8 @@ class MainWindow(QMainWindow):
         self._abandon_stream()
         self.save_state()
         self.models_page.shutdown()
+        self.api.stop()  # before the worker: its running request ends, the port is released
+        self.api.wait()
         self.bridge.stop()
         self.store.purge_deleted()
         self.store.close()
