@@ -8,7 +8,9 @@ recorded. A download the user started opens a scope (:meth:`AuditGuard.allow`) t
 subdomains, and for the Hugging Face Hub its download host ``hf.co``), labelled "download". A lookup the scope allows
 records the addresses it resolved to (the guard wraps ``socket.getaddrinfo``, ``gethostbyname`` and
 ``gethostbyname_ex`` to see their answers); only those addresses, and loopback, may then be connected to, from any
-thread, until the scope ends. When the guard itself fails it refuses the call and records why (fail closed).
+thread, until the scope ends. LAN mode admits exactly the helper machines' ``(address, port)`` pairs
+(:meth:`AuditGuard.allow_endpoints`, verdict "allowed-peer") while its relay runs. When the guard itself fails it
+refuses the call and records why (fail closed).
 
 Every event is counted (:attr:`AuditGuard.total`, :attr:`AuditGuard.verdicts`) however long the run; only the last
 ``max_events`` are kept with their details.
@@ -40,7 +42,7 @@ EVENTS = frozenset((*LOOKUPS, *SENDS, "socket.bind"))
 # a download scope for the Hub's host also admits the host its files are served from
 HOST_FAMILIES = {"huggingface.co": ("huggingface.co", "hf.co")}
 LOCAL_FAMILIES = (socket.AF_UNIX, getattr(socket, "AF_NETLINK", -1))  # IPC and the kernel: not the network
-EXPECTED_VERDICTS = ("allowed-local", "allowed-download")
+EXPECTED_VERDICTS = ("allowed-local", "allowed-download", "allowed-peer")
 
 
 class NetworkRefused(PermissionError):
@@ -139,6 +141,8 @@ class AuditGuard:
         self._allowed: Counter[str] = Counter()
         self._labels: dict[str, str] = {}
         self._addresses: dict[str, dict[str, str]] = {}  # scope host → address its lookups gave → name looked up
+        self._endpoints: Counter[tuple[str, int]] = Counter()  # exact (address, port) admitted by allow_endpoints
+        self._endpoint_labels: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -183,6 +187,29 @@ class AuditGuard:
                     del self._allowed[host]
                     self._labels.pop(host, None)
                     self._addresses.pop(host, None)
+
+    @contextmanager
+    def allow_endpoints(self, endpoints: list[tuple[str, int]], label: str) -> Iterator[None]:
+        """Admit connects to exactly these (IP address, port) pairs — the helper machines of LAN mode — for the
+        duration of the block; no lookup, no other port of the same host."""
+        keys = [(normalize_ip(h), int(p)) for h, p in endpoints]
+        with self._lock:
+            for key in keys:
+                self._endpoints[key] += 1
+                self._endpoint_labels[key] = label
+        try:
+            yield
+        finally:
+            with self._lock:
+                for key in keys:
+                    self._endpoints[key] -= 1
+                    if self._endpoints[key] <= 0:
+                        del self._endpoints[key]
+                        self._endpoint_labels.pop(key, None)
+
+    def _endpoint_scope(self, host: str, port: Any) -> str | None:
+        with self._lock:
+            return self._endpoint_labels.get((normalize_ip(host), port if isinstance(port, int) else -1))
 
     def _scope_key(self, host: str) -> str | None:
         """The open scope (its host) that admits ``host`` by name, or None."""
@@ -308,6 +335,8 @@ class AuditGuard:
             return AuditEvent(now, event, dest, family, "logged", "listens beyond this machine", "")
         if is_local_host(host):
             verdict, label = "allowed-local", ""
+        elif event == "socket.connect" and (peer := self._endpoint_scope(host, addr[1])) is not None:
+            verdict, label = "allowed-peer", peer
         elif (scope := self._scope_for(host)) is not None:  # the scope's own name, or an address it was opened for
             verdict, label = "allowed-download", scope
         elif (resolved := self._resolved_scope(host)) is not None:
