@@ -5,12 +5,16 @@ What huggingface_hub (1.x) asks for, and what this server answers:
 - ``GET /api/models?search=…&filter=gguf&limit=…`` (``HfApi.list_models``): a JSON list of repos.
 - ``GET /api/models/{repo}[/revision/{rev}]?blobs=true`` (``HfApi.model_info(files_metadata=True)``): ``sha`` (the
   commit), ``gated``, ``siblings`` with ``rfilename``, ``size``, ``blobId`` and, for LFS files, ``lfs.sha256``.
-- ``GET|HEAD /{repo}/resolve/{rev}/{path}``: the bytes, honouring ``Range: bytes=N-`` (206 + ``Content-Range``), with
+- ``GET|HEAD /{repo}/resolve/{rev}/{path}``: the bytes, honouring ``Range: bytes=N-`` and ``bytes=N-M`` (206 +
+  ``Content-Range``), with
   ``ETag``, ``X-Repo-Commit``, ``X-Linked-Etag`` and ``X-Linked-Size`` (what ``hf_hub_download`` reads from its HEAD).
 - errors as the Hub sends them, with ``X-Error-Code`` (``RepoNotFound``, ``GatedRepo``, ``EntryNotFound``,
   ``RevisionNotFound``) so ``hf_raise_for_status`` raises the same exception types: a missing or private repo is
   401 RepoNotFound without a token; a gated repo's files are 401 GatedRepo without a token, 403 GatedRepo with a token
   that has not been granted access; an unknown token is 401 "Invalid credentials in Authorization header".
+
+Files too big to hold in memory (a sparse shape-exact 14B GGUF) are served from disk (``disk_files``), listed with
+a stand-in sha256 (the hash of their name: hashing 9 GB of holes per listing would cost minutes).
 
 Behaviours for tests: wrong bytes, a throttle, dying mid-transfer, ignoring Range; it counts the bytes it served (per
 file too) so a test can prove a resume did not start from zero, and logs every request. Hostile API answers: accepting
@@ -28,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -40,6 +45,7 @@ def git_blob_id(data: bytes) -> str:
 @dataclass
 class HubState:
     repos: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    disk_files: dict[str, dict[str, Path]] = field(default_factory=dict)  # repo -> name -> file served from disk
     gated: dict[str, set[str]] = field(default_factory=dict)  # repo -> tokens granted access
     private: dict[str, set[str]] = field(default_factory=dict)  # repo -> tokens that can see it
     tokens: set[str] = field(default_factory=set)  # valid tokens (others: 401 invalid credentials)
@@ -61,6 +67,17 @@ class HubState:
 
     def sha256(self, repo: str, path: str) -> str:
         return hashlib.sha256(self.repos[repo][path]).hexdigest()
+
+    def has_repo(self, repo: str) -> bool:
+        return repo in self.repos or repo in self.disk_files
+
+    def names(self) -> list[str]:
+        return list(dict.fromkeys([*self.repos, *self.disk_files]))
+
+
+def disk_sha256(path: Path) -> str:
+    """The stand-in hash a disk-backed file is listed with."""
+    return hashlib.sha256(path.name.encode()).hexdigest()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -98,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
         if token is not None and token not in st.tokens:
             self._error(401, None, "Invalid credentials in Authorization header")
             return False
-        if repo not in st.repos or (repo in st.private and token not in st.private[repo]):
+        if not st.has_repo(repo) or (repo in st.private and token not in st.private[repo]):
             if token is None:
                 self._error(401, "RepoNotFound", "Repository not found")
             else:
@@ -147,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
             limit = int(qs.get("limit", ["1000"])[0])
             found = [{"id": r, "modelId": r, "downloads": 10, "likes": 1, "tags": ["gguf"],
                       "gated": "manual" if r in st.gated else False, "private": False, **st.search_fields.get(r, {})}
-                     for r in st.repos if q in r.lower() and r not in st.private]
+                     for r in st.names() if q in r.lower() and r not in st.private]
             self._json(200, found[:limit])
             return
         m = re.match(r"^/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?$", path)
@@ -159,7 +176,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
                 return
             siblings = []
-            for name, data in st.repos[repo].items():
+            for name, disk in st.disk_files.get(repo, {}).items():
+                size = disk.stat().st_size
+                siblings.append({"rfilename": name, "size": size, "blobId": "0" * 40,
+                                 "lfs": {"sha256": disk_sha256(disk), "size": size, "pointerSize": 134}})
+            for name, data in st.repos.get(repo, {}).items():
                 s: dict[str, object] = {"rfilename": name, "size": len(data), "blobId": git_blob_id(data)}
                 if name not in st.no_lfs:
                     s["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
@@ -179,26 +200,22 @@ class _Handler(BaseHTTPRequestHandler):
         if rev not in ("main", COMMIT):
             self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
             return
-        data = st.repos[repo].get(fname)
+        disk = st.disk_files.get(repo, {}).get(fname)
+        if disk is not None:
+            self._send_from_disk(fname, disk)
+            return
+        data = st.repos.get(repo, {}).get(fname)
         if data is None:
             self._error(404, "EntryNotFound", f"{fname} does not exist on \"{rev}\"")
             return
         true_sha = hashlib.sha256(data).hexdigest()
         if fname in st.corrupt:
             data = bytes(b ^ 0xFF for b in data[:64]) + data[64:]
-        start, end = 0, len(data) - 1
-        rng = None if st.ignore_range else self.headers.get("Range")
-        if rng:
-            rm = re.match(r"bytes=(\d+)-(\d*)", rng)
-            if rm:
-                start = int(rm.group(1))
-                end = int(rm.group(2)) if rm.group(2) else end
-        if start >= len(data) and len(data):
-            self.send_response(416)
-            self.send_header("Content-Range", f"bytes */{len(data)}")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+        got = self._range(len(data))
+        if got is None:
             return
+        start, end, ranged = got
+        rng = ranged
         chunk = data[start:end + 1]
         etag = true_sha if fname not in st.no_lfs else git_blob_id(data)
         self.send_response(206 if rng else 200)
@@ -216,6 +233,60 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         self._send_body(fname, chunk)
+
+    def _range(self, size: int) -> tuple[int, int, bool] | None:
+        """(start, end inclusive, ranged) of the answer; None after answering 416."""
+        start, end = 0, size - 1
+        rng = None if self.server.state.ignore_range else self.headers.get("Range")
+        if rng:
+            rm = re.match(r"bytes=(\d+)-(\d*)", rng)
+            if rm:
+                start = int(rm.group(1))
+                end = min(int(rm.group(2)), size - 1) if rm.group(2) else end
+        if start >= size and size:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        return start, end, bool(rng)
+
+    def _send_from_disk(self, fname: str, disk: Path) -> None:
+        size = disk.stat().st_size
+        got = self._range(size)
+        if got is None:
+            return
+        start, end, ranged = got
+        etag = disk_sha256(disk)
+        self.send_response(206 if ranged else 200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(end + 1 - start))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", f'"{etag}"')
+        self.send_header("X-Repo-Commit", COMMIT)
+        self.send_header("X-Linked-Etag", f'"{etag}"')
+        self.send_header("X-Linked-Size", str(size))
+        if ranged:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        st = self.server.state
+        try:
+            with open(disk, "rb") as fh:
+                fh.seek(start)
+                left = end + 1 - start
+                while left > 0 and not self.server.stopping:
+                    block = fh.read(min(left, 64 * 1024))
+                    if not block:
+                        break
+                    self.wfile.write(block)
+                    left -= len(block)
+                    with st.lock:
+                        st.served += len(block)
+                        st.served_by_file[fname] = st.served_by_file.get(fname, 0) + len(block)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self.close_connection = True
 
     def _send_body(self, fname: str, chunk: bytes) -> None:
         st = self.server.state

@@ -43,7 +43,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import gguf
 
@@ -93,6 +93,14 @@ _ARCH_INT_KEYS = ("block_count", "context_length", "embedding_length", "feed_for
                   "expert_feed_forward_length", "expert_shared_feed_forward_length", "expert_shared_count",
                   "attention.kv_lora_rank", "rope.dimension_count", "attention.sliding_window")
 _U32_MAX = (1 << 32) - 1
+
+
+class ByteSource(Protocol):
+    """What the header reader needs of a file: an open file, or a file on the Hub read by Range requests."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
 
 
 class TensorInfo(NamedTuple):  # a tuple: cheap to make 262,144 of
@@ -157,7 +165,7 @@ class _Reader:
 
     CHUNK = 1 << 20
 
-    def __init__(self, fh: BinaryIO, size: int, name: str) -> None:
+    def __init__(self, fh: ByteSource, size: int, name: str) -> None:
         self.fh, self.size, self.name = fh, size, name
         self.buf = b""
         self.pos = 0  # in buf
@@ -322,42 +330,50 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
     except OSError as exc:
         raise InvalidModelFile(f"cannot read {name}: {exc.strerror or exc}") from exc
     with fh:
-        if size == 0:
-            raise InvalidModelFile(f"{name} is empty (0 bytes): not a GGUF model")
-        magic = fh.read(4)
-        if magic != b"GGUF":
-            hint = " It looks like text." if _looks_like_text(magic + fh.read(60)) else ""
-            raise InvalidModelFile(f"{name} is not a GGUF model (it does not start with the GGUF signature).{hint}")
-        r = _Reader(fh, size, name)
-        r.base = 4
-        version = r.u32()
-        if version not in SUPPORTED_VERSIONS and int.from_bytes(version.to_bytes(4, "little"), "big") in (2, 3):
-            raise InvalidModelFile(f"{name} is a big-endian GGUF (made for s390x-type machines); localchat reads "
-                                   f"little-endian GGUF files. Download the ordinary build of this model.")
-        if version not in SUPPORTED_VERSIONS:
-            raise InvalidModelFile(f"{name} uses GGUF version {version}; localchat reads versions 2 and 3. "
-                                   f"Convert it with a current llama.cpp, or download a newer file.")
-        n_tensors, n_kv = r.u64(), r.u64()
-        if n_tensors > _MAX_TENSORS or n_kv > _MAX_KV:
-            raise r.unusable(f"its header lists {n_tensors:,} tensors and {n_kv:,} keys (no model has more than "
-                             f"{_MAX_TENSORS:,} / {_MAX_KV:,})")
-        if n_tensors * _MIN_TENSOR_BYTES + n_kv * _MIN_KV_BYTES > r.remaining():
-            raise InvalidModelFile(f"{name} is truncated or corrupt: its header lists {n_tensors:,} tensors and "
-                                   f"{n_kv:,} keys, more than its {size:,} bytes can hold")
-        meta: dict[str, Any] = {}
-        for _ in range(n_kv):
-            key = r.key()
-            if not key or key in meta:
-                raise r.unusable("its metadata has an empty key" if not key else f"the key {key!r} appears twice")
-            vtype = r.u32()
-            if key == "general.alignment" and vtype != _UINT32:
-                raise r.unusable("general.alignment is not a 32-bit unsigned number")
-            meta[key] = r.value(vtype)
-        alignment = meta.get("general.alignment", 32)
-        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-            raise r.unusable(f"general.alignment is {alignment}, not a power of two")
-        tensors, n_params, data_size = _tensor_table(r, n_tensors, alignment)
-        header_end = r.tell()
+        return parse_gguf(fh, size, p)
+
+
+def parse_gguf(fh: ByteSource, size: int, path: str | os.PathLike[str]) -> GGUFInfo:
+    """:func:`read_gguf` on any seekable reader of ``size`` bytes (a file, or a file on the Hub read by HTTP Range
+    requests); ``path`` names it in messages and in the result. Same bounds, same errors."""
+    p = Path(path)
+    name = p.name
+    if size == 0:
+        raise InvalidModelFile(f"{name} is empty (0 bytes): not a GGUF model")
+    magic = fh.read(4)
+    if magic != b"GGUF":
+        hint = " It looks like text." if _looks_like_text(magic + fh.read(60)) else ""
+        raise InvalidModelFile(f"{name} is not a GGUF model (it does not start with the GGUF signature).{hint}")
+    r = _Reader(fh, size, name)
+    r.base = 4
+    version = r.u32()
+    if version not in SUPPORTED_VERSIONS and int.from_bytes(version.to_bytes(4, "little"), "big") in (2, 3):
+        raise InvalidModelFile(f"{name} is a big-endian GGUF (made for s390x-type machines); localchat reads "
+                               f"little-endian GGUF files. Download the ordinary build of this model.")
+    if version not in SUPPORTED_VERSIONS:
+        raise InvalidModelFile(f"{name} uses GGUF version {version}; localchat reads versions 2 and 3. "
+                               f"Convert it with a current llama.cpp, or download a newer file.")
+    n_tensors, n_kv = r.u64(), r.u64()
+    if n_tensors > _MAX_TENSORS or n_kv > _MAX_KV:
+        raise r.unusable(f"its header lists {n_tensors:,} tensors and {n_kv:,} keys (no model has more than "
+                         f"{_MAX_TENSORS:,} / {_MAX_KV:,})")
+    if n_tensors * _MIN_TENSOR_BYTES + n_kv * _MIN_KV_BYTES > r.remaining():
+        raise InvalidModelFile(f"{name} is truncated or corrupt: its header lists {n_tensors:,} tensors and "
+                               f"{n_kv:,} keys, more than its {size:,} bytes can hold")
+    meta: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = r.key()
+        if not key or key in meta:
+            raise r.unusable("its metadata has an empty key" if not key else f"the key {key!r} appears twice")
+        vtype = r.u32()
+        if key == "general.alignment" and vtype != _UINT32:
+            raise r.unusable("general.alignment is not a 32-bit unsigned number")
+        meta[key] = r.value(vtype)
+    alignment = meta.get("general.alignment", 32)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise r.unusable(f"general.alignment is {alignment}, not a power of two")
+    tensors, n_params, data_size = _tensor_table(r, n_tensors, alignment)
+    header_end = r.tell()
     data_start = (header_end + alignment - 1) // alignment * alignment
     data_end = data_start + data_size
     if data_end > size:
