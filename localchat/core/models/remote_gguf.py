@@ -1,7 +1,8 @@
 """A Hub model's GGUF header, read before downloading it: HTTP Range requests for the first few MB of each part.
 
-    info = read_remote_gguf(model, endpoint=None)   # GGUFInfo of the whole model (all parts' tensor tables)
+    info, fetched = read_remote_gguf(model, endpoint=None)   # the whole model's GGUFInfo (every part's tensors)
     info.file_size                                  # the model's size from the repo listing
+    fit = fit_remote(model, machine, speed)         # .plan (the offload plan), .speed (SpeedPrediction)
 
 The header (metadata, vocabulary, tensor table) is a few MB at the start of a file of many GB; the bounded reader of
 :mod:`~localchat.core.models.gguf_info` parses it from a file-like object that fetches only the byte ranges it asks
@@ -19,12 +20,17 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from localchat.core.models.gguf_info import GGUFInfo, parse_gguf
 from localchat.core.models.hub import RemoteFile, RemoteModel, hub_error, hub_scope, hub_timeout, user_token
 from localchat.errors import DownloadError
+
+if TYPE_CHECKING:
+    from localchat.core.hardware.detect import Machine
+    from localchat.core.hardware.planner import OffloadPlan
+    from localchat.core.hardware.speed import MachineSpeed, SpeedPrediction
 
 BLOCK = 2 * 1024 * 1024  # bytes per Range request (a request ahead of the parser's 1 MB reads)
 HEADER_BUDGET = 24 * 1024 * 1024  # at most this much of one file is fetched to read its header
@@ -183,3 +189,33 @@ def _read_one(model: RemoteModel, f: RemoteFile, endpoint: str | None, token: st
             raise
         raise mapped from exc
     return info, rf.fetched
+
+
+@dataclass(frozen=True)
+class RemoteFit:
+    """The fit and predicted decode speed of a Hub model on a machine, from its real tensor table."""
+
+    info: GGUFInfo
+    plan: OffloadPlan
+    speed: SpeedPrediction | None
+    fetched: int  # bytes of header read from the Hub
+
+    @property
+    def verdict(self) -> str:
+        return self.plan.verdict
+
+
+def fit_remote(model: RemoteModel, machine: Machine, speed: MachineSpeed | None = None, *,
+               endpoint: str | None = None, n_ctx: int = 8192, budget: int = HEADER_BUDGET) -> RemoteFit:
+    """Read ``model``'s header from the Hub and plan it on ``machine`` at ``n_ctx`` (capped at its trained context),
+    as a downloaded file would be planned; with ``speed``, the predicted decode speed too.
+
+    Raises: as :func:`read_remote_gguf`.
+    """
+    from localchat.core.hardware.planner import ModelShape, plan_offload
+    from localchat.core.hardware.speed import predict_decode
+
+    info, fetched = read_remote_gguf(model, endpoint, budget=budget)
+    shape = ModelShape.from_gguf(info)
+    plan = plan_offload(shape, machine, min(n_ctx, info.context_length or n_ctx))
+    return RemoteFit(info, plan, predict_decode(shape, plan, speed) if speed is not None else None, fetched)

@@ -108,3 +108,21 @@ def test_gated_offline_and_no_range_support_are_said(r1_file: Path, monkeypatch:
             read_remote_gguf(model, endpoint=hub.url)
         assert len(state.requests) == requests
     assert served < 64 * 2**20  # the client stopped reading after the block it wanted
+
+
+def test_fit_and_speed_from_the_remote_table_equal_the_downloaded_files(r1_file: Path, online) -> None:
+    from localchat.core.hardware.detect import GIB, GpuDevice, Machine
+    from localchat.core.hardware.planner import ModelShape, plan_offload
+    from localchat.core.hardware.speed import CpuProbe, machine_speed, predict_decode
+    from localchat.core.models.remote_gguf import fit_remote
+
+    card = Machine("Test CPU", 8, 16, 64 * GIB, 64 * GIB,
+                   gpus=(GpuDevice(0, "cuda", "NVIDIA GeForce RTX 4070", 6 * GIB, 6 * GIB, False),))
+    speed = machine_speed(card, threads=8, cpu_probe=CpuProbe("Test CPU", 8, 40e9, 2.0e9, 0.0))
+    with FakeHub(HubState(disk_files={"org/R1-GGUF": {R1: r1_file}})) as hub:
+        fit = fit_remote(repo_models("org/R1-GGUF", endpoint=hub.url)[0], card, speed, endpoint=hub.url)
+    shape = ModelShape.from_gguf(read_gguf(r1_file))
+    plan = plan_offload(shape, card, 8192)
+    assert fit.plan == plan and fit.verdict == "partial" and 0 < plan.n_gpu_layers < 49
+    assert fit.speed == predict_decode(shape, plan, speed) and fit.speed is not None
+    assert "layers on the GPU" in fit.speed.label and fit.fetched < 8 * 2**20
