@@ -13,7 +13,7 @@ from PySide6.QtGui import QFocusEvent, QKeyEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QToolButton, QVBoxLayout, QWidget
 
 from localchat.gui import icons
-from localchat.gui.chat_view import COLUMN_WIDTH
+from localchat.gui.chat.view import COLUMN_WIDTH
 from localchat.gui.theme import current
 from localchat.gui.widgets import repolish
 

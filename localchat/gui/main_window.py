@@ -1,7 +1,7 @@
 """The main window: navigation rail, conversations, the chat (or the Models / Network page), the top bar.
 
 It composes the parts and routes events between them; the work lives elsewhere: the engine runs in its own thread
-and process (engine_bridge), rendering in chat_view, persistence in core.chat.store, and the logic of a chat turn
+and process (engine_bridge), rendering in gui/chat, persistence in core.chat.store, and the logic of a chat turn
 (sampling, history rules, gathering and saving the answer) in core.chat.conversation and core.chat.turn.
 """
 
@@ -39,12 +39,13 @@ from localchat.core.engine.protocol import LoadInfo
 from localchat.errors import LocalChatError
 from localchat.gui import api_server
 from localchat.gui import theme as theming
-from localchat.gui.chat_view import ChatView, DisplayMessage
+from localchat.gui.chat.display import DisplayMessage
+from localchat.gui.chat.view import ChatView
 from localchat.gui.chrome import PAGES, NavRail, TopBar
 from localchat.gui.composer import Composer
 from localchat.gui.dialogs import ConversationSettingsDialog, SettingsDialog
 from localchat.gui.engine_bridge import EngineBridge, LoadRequest
-from localchat.gui.markdown_render import warm_lexers
+from localchat.gui.chat.markdown import warm_lexers
 from localchat.gui.models_page import ModelsPage
 from localchat.gui.network_page import NetworkPage
 from localchat.gui.sidebar import Sidebar

@@ -19,7 +19,8 @@ from PySide6.QtWidgets import QMessageBox
 from localchat.context import open_context
 from localchat.core.chat.messages import ContentChunk, ErrorChunk, ReasoningChunk, StatsChunk, TurnStats
 from localchat.core.models.library import LibraryEntry
-from localchat.gui.chat_view import AssistantMessage, CodeBlock, RichText, UserMessage
+from localchat.gui.chat.messages import AssistantMessage, UserMessage
+from localchat.gui.chat.rich_text import CodeBlock, RichText
 from localchat.gui.main_window import MainWindow
 
 pytestmark = pytest.mark.slow

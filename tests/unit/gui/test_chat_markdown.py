@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from localchat.gui.markdown_render import MarkdownRenderer
+from localchat.gui.chat.markdown import MarkdownRenderer
 from localchat.gui.theme import DARK, LIGHT
 
 
