@@ -268,6 +268,11 @@ class ModelsPage(QWidget):
         self.search_results: list[dict[str, Any]] = []
         self.repo_files: list[RemoteModel] = []
         self.repo_shown = ""
+        # "repo/name" -> RemoteFit from the model's GGUF header on the Hub, or why it could not be read
+        self.exact: dict[str, Any] = {}
+        self.machine: Any = None  # this machine and its speed figures, once the fit badges have them
+        self.machine_speed: Any = None
+        self._listed: tuple[str, str] = ("", "")
         self._fits_started = False
         self.setAcceptDrops(True)
         lay = QVBoxLayout(self)
@@ -414,6 +419,8 @@ class ModelsPage(QWidget):
             failed = f"; not reachable: {', '.join(report.failed)}" if report.failed else ""
             self.note.setText(f"Catalogue refreshed from Hugging Face: {report.updated_files} files now have exact "
                               f"sizes and sha256{failed}.")
+        elif kind.startswith("header:"):
+            self.exact[kind[7:]] = result
         elif kind.startswith("import:"):
             entry: LibraryEntry = result
             self.note.setText(f"Imported {entry.name}")
@@ -425,6 +432,8 @@ class ModelsPage(QWidget):
         self._finish_task(kind)
         if kind.startswith("import:"):
             QMessageBox.warning(self, "Import failed", f"{Path(kind[7:]).name}: {message}")
+        elif kind.startswith("header:"):
+            self.exact[kind[7:]] = message  # shown in the row's details; the estimate stays
         else:
             self.note.setText(message)
         self.refresh()
@@ -445,6 +454,7 @@ class ModelsPage(QWidget):
         out: dict[str, str] = {}
         speeds: dict[str, Any] = {}
         ram: int | None = None
+        machine = speed = None
         try:
             machine = this_machine(isolation=self.ctx.isolation_policy)  # llama.cpp probed in the sandboxed worker
             ram = machine.ram_total
@@ -461,12 +471,15 @@ class ModelsPage(QWidget):
                         speeds[f"{e.id}:{q.quant}"] = fit.speed
         except Exception:  # badges are a nicety: never take the page down
             log.exception("fit badges failed")
-        self.fitsReady.emit((out, ram, speeds))
+        known = ram is not None
+        self.fitsReady.emit((out, ram, speeds, machine if known else None, speed if known else None))
 
     @Slot(object)
     def _on_fits(self, result: tuple[Any, ...]) -> None:
         self.fits, self.ram_total = result[0], result[1]
         self.speeds = result[2] if len(result) > 2 else {}
+        if len(result) > 4:
+            self.machine, self.machine_speed = result[3], result[4]
         self.refresh()
 
     def _speed_cell(self, key: str, verdict: str, files: list[str]) -> QTableWidgetItem:
@@ -512,12 +525,21 @@ class ModelsPage(QWidget):
         free = self._free_now = self.free_disk()  # once per listing, for every Download button
         self.disk_label.setText("" if free is None else f"{_gb(free)} free for downloads")
         self.disk_label.setToolTip(f"Free space on the disk of the models folder, {self.ctx.models_dir}")
+        same = self._listed == (self.mode, self.repo_shown)  # the same listing again: keep its selected row
+        self._listed = (self.mode, self.repo_shown)
+        selected = sorted({i.row() for i in self.table.selectedItems()}) if same else []
+        self.table.blockSignals(True)  # rebuilding the table is not a new selection
         if self.mode == "search":
             self._fill_search()
         elif self.mode == "files":
             self._fill_files(installed_files)
         else:
             self._fill_catalogue(installed_files)
+        if selected and selected[0] < self.table.rowCount():
+            self.table.selectRow(selected[0])
+        self.table.blockSignals(False)
+        if selected:
+            self._show_row_details()
         self._update_buttons()
 
     def _set_columns(self, labels: list[str]) -> None:
@@ -593,7 +615,7 @@ class ModelsPage(QWidget):
 
     def _fill_files(self, installed_files: set[str]) -> None:
         self.where.setText(f"{self.repo_shown} on Hugging Face")
-        self._set_columns(["model", "quant", "size", "on this machine", ""])
+        self._set_columns(["model", "quant", "size", "on this machine", "speed here", ""])
         self.table.setRowCount(len(self.repo_files))
         for i, m in enumerate(self.repo_files):
             item = QTableWidgetItem(m.name + (f"  ({len(m.files)} parts)" if len(m.files) > 1 else ""))
@@ -601,20 +623,104 @@ class ModelsPage(QWidget):
             self.table.setItem(i, 0, item)
             self.table.setItem(i, 1, QTableWidgetItem(m.quant))
             self.table.setItem(i, 2, QTableWidgetItem(_gb(m.size)))
-            fit = ("?" if self.ram_total is None else
-                   "fits in RAM" if m.size * 1.2 < self.ram_total else "larger than RAM")
-            cell = QTableWidgetItem(fit)
-            cell.setToolTip("File size against this machine's RAM (the planner needs the catalogue's shape figures)")
-            self.table.setItem(i, 3, cell)
+            fit_cell, speed_cell = self._exact_cells(m)
+            self.table.setItem(i, 3, fit_cell)
+            self.table.setItem(i, 4, speed_cell)
             if all(Path(f.path).name in installed_files for f in m.files):
-                self.table.setItem(i, 4, QTableWidgetItem("installed"))
+                self.table.setItem(i, 5, QTableWidgetItem("installed"))
             elif f"{m.repo}/{m.name}" in self.rows and self.rows[f"{m.repo}/{m.name}"].state != "cancelled":
-                self.table.setItem(i, 4, QTableWidgetItem("in Downloads"))
+                self.table.setItem(i, 5, QTableWidgetItem("in Downloads"))
             else:
                 self._download_cell(i, m, partial(self.start_remote, m, m.name))
 
+    def _exact_cells(self, m: RemoteModel) -> tuple[QTableWidgetItem, QTableWidgetItem]:
+        """A Hub quant's fit and speed: exact once its header was read (selecting the row reads it), else an
+        estimate from the file size."""
+        from localchat.core.hardware.speed import fmt_tps
+        from localchat.core.models.remote_gguf import RemoteFit
+
+        key = f"{m.repo}/{m.name}"
+        got = self.exact.get(key)
+        if isinstance(got, RemoteFit):
+            fit = QTableWidgetItem(BADGES.get(got.verdict, got.verdict))
+            fit.setForeground(QBrush(QColor(_badge_color(got.verdict))))
+            fit.setToolTip(f"Exact, from the file's tensor table ({got.fetched / 1e6:.1f} MB of header read from "
+                           f"Hugging Face): {got.plan.summary}\n• " + "\n• ".join(got.plan.reasons))
+            p = got.speed
+            speed = QTableWidgetItem("—" if p is None or got.verdict == "too_large" else p.label)
+            if p is not None:
+                speed.setToolTip(f"Predicted decode speed {fmt_tps(p.low)}–{fmt_tps(p.high)} tok/s at {p.n_past:,} "
+                                 f"tokens of context (docs/SIZING.md):\n• " + "\n• ".join(p.basis))
+            return fit, speed
+        if self.busy(f"header:{key}"):
+            return QTableWidgetItem("reading header…"), QTableWidgetItem("")
+        estimate = ("?" if self.ram_total is None else
+                    "fits in RAM?" if m.size * 1.2 < self.ram_total else "larger than RAM")
+        fit = QTableWidgetItem(estimate)
+        fit.setToolTip("An estimate from the file size. Select the row: localchat reads the file's GGUF header "
+                       "from Hugging Face (a few MB) for the exact fit and speed on this machine.")
+        return fit, QTableWidgetItem("" if isinstance(got, str) else "select to check")
+
+    def read_header(self, model: RemoteModel) -> None:
+        """Read ``model``'s GGUF header from the Hub off the GUI thread and plan it on this machine (a network
+        request the user started by opening the quant)."""
+        from localchat.core.models.remote_gguf import fit_remote
+
+        key = f"{model.repo}/{model.name}"
+        if self.busy(f"header:{key}"):
+            return
+        endpoint, ctx = self.endpoint, self.ctx
+        machine, speed = self.machine, self.machine_speed
+
+        def work() -> Any:
+            from localchat.core.hardware.sizing import this_machine, this_machine_speed
+
+            m = machine or this_machine(isolation=ctx.isolation_policy)
+            s = speed
+            if s is None:
+                try:
+                    s = this_machine_speed(m, ctx.settings.n_threads)
+                except Exception:  # the speed is a nicety: the fit still shows
+                    log.exception("decode speed figures failed")
+            return fit_remote(model, m, s, endpoint=endpoint)
+
+        self.exact.pop(key, None)
+        self._background(f"header:{key}", work)
+        self.refresh()
+
+    def _selected_remote(self) -> RemoteModel | None:
+        rows = {i.row() for i in self.table.selectedItems()}
+        if self.mode != "files" or not rows or min(rows) >= len(self.repo_files):
+            return None
+        return self.repo_files[min(rows)]
+
+    def _show_remote_details(self, m: RemoteModel) -> None:
+        from localchat.core.models.remote_gguf import RemoteFit
+
+        key = f"{m.repo}/{m.name}"
+        got = self.exact.get(key)
+        parts = f" in {len(m.files)} parts" if len(m.files) > 1 else ""
+        if isinstance(got, RemoteFit):
+            i = got.info
+            self.details.setText(
+                f"{i.name}: {i.architecture}, {i.n_params / 1e9:.2f} B parameters, {i.quantisation}, {i.n_layers} "
+                f"layers, trained context {i.context_length or '?'}; {_gb(m.size)}{parts}. Here: "
+                f"{got.plan.summary}" + (f", {got.speed.label}" if got.speed is not None else "") +
+                f". From its GGUF header ({got.fetched / 1e6:.1f} MB read from Hugging Face).")
+        elif isinstance(got, str):
+            self.details.setText(f"{m.name}: exact fit not available ({got}); the estimate uses the file size.")
+        elif key not in self.exact and not self.busy(f"header:{key}"):
+            self.read_header(m)
+            self.details.setText(f"Reading the GGUF header of {m.name} from Hugging Face (a few MB)…")
+        else:
+            self.details.setText(f"Reading the GGUF header of {m.name} from Hugging Face (a few MB)…")
+
     @Slot()
     def _show_row_details(self) -> None:
+        remote = self._selected_remote()
+        if remote is not None:
+            self._show_remote_details(remote)
+            return
         rows = {i.row() for i in self.table.selectedItems()}
         if self.mode != "catalogue" or not rows:
             self.details.setText("")

@@ -127,3 +127,49 @@ def test_search_open_and_download_a_split_quant_as_one_model(qtbot, isolated_hom
     with EngineClient(isolation="off") as client:
         info = client.load(entries[0].file, LoadOptions(n_ctx=256))
         assert info.n_layers == 30
+
+
+def test_opening_a_hub_quant_reads_its_header_for_the_exact_fit_and_speed(qtbot, isolated_home: Path,
+                                                                          tmp_path: Path, online) -> None:
+    from model_shapes import write_r1_qwen14b_q4km
+
+    from localchat.gui.models_page import BADGES
+
+    name = "DeepSeek-R1-Distill-Qwen-14B-Q4_K_M.gguf"
+    r1 = write_r1_qwen14b_q4km(tmp_path / name)
+    state = HubState(disk_files={"org/R1-14B-GGUF": {name: r1}})
+    with FakeHub(state) as hub:
+        page = ModelsPage(open_context(isolated_home), endpoint=hub.url)
+        qtbot.addWidget(page)
+        page.list_files("org/R1-14B-GGUF")
+        qtbot.waitUntil(lambda: page.mode == "files", timeout=30_000)
+        assert column(page.table, 4) == ["select to check"]
+        assert not [r for r in state.requests if "/resolve/" in r]  # listing reads no file
+        page.table.selectRow(0)  # opening the quant reads its header
+        qtbot.waitUntil(lambda: f"org/R1-14B-GGUF/{name}" in page.exact, timeout=120_000)
+        qtbot.waitUntil(lambda: "From its GGUF header" in page.details.text(), timeout=10_000)
+        assert column(page.table, 3)[0] in BADGES.values()
+        assert "tok/s" in column(page.table, 4)[0] and "Exact, from the file's tensor table" in \
+            page.table.item(0, 3).toolTip()
+        assert "14.77 B parameters" in page.details.text() and "48 layers" in page.details.text()
+        assert state.served_by_file[name] < 8 * 2**20 < r1.stat().st_size  # a few MB of a 9 GB file
+        reads = len([r for r in state.requests if "/resolve/" in r])
+        page.refresh()  # known now: not read again
+        assert len([r for r in state.requests if "/resolve/" in r]) == reads
+        page.shutdown()
+
+
+def test_a_hostile_hub_header_is_said_in_the_details(qtbot, isolated_home: Path, online) -> None:
+    import struct
+
+    state = HubState(repos={"org/bad": {"bad-Q4_0.gguf": b"GGUF" + struct.pack("<IQQ", 3, 1 << 40, 1) + bytes(64)}})
+    with FakeHub(state) as hub:
+        page = ModelsPage(open_context(isolated_home), endpoint=hub.url)
+        qtbot.addWidget(page)
+        page.list_files("org/bad")
+        qtbot.waitUntil(lambda: page.mode == "files", timeout=30_000)
+        page.table.selectRow(0)
+        qtbot.waitUntil(lambda: "exact fit not available" in page.details.text(), timeout=120_000)
+        assert "not a usable GGUF" in page.details.text() and "\n" not in page.details.text()
+        assert action(page, 0).text() in ("Download", "No room")  # the estimate and the button stay
+        page.shutdown()
