@@ -1,7 +1,8 @@
-"""``localchat models …``: the offline model manager (list, info, search, pull, import, rm).
+"""``localchat models …``: the offline model manager (list, info, search, fit, pull, import, rm).
 
 ``list``, ``info`` and the catalogue work offline; ``search`` falls back to its last results when the Hub cannot be
-asked; ``pull`` is the one command that downloads, and only when run.
+asked; ``fit`` reads a Hub model's GGUF header (a few MB, by Range requests) for its exact fit and speed here;
+``pull`` is the one command that downloads, and only when run.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ def register(sub: Any) -> None:
     sp.add_argument("--files", action="store_true", help="list the GGUF models of the repo named by QUERY, by quant")
     sp.add_argument("--limit", type=int, default=20)
     sp.set_defaults(func=cmd_search)
+    fp = msub.add_parser("fit", help="before downloading: a Hub model's exact fit and predicted speed on this machine, "
+                                     "from its GGUF header (a few MB read by HTTP Range requests)")
+    fp.add_argument("repo", help="Hugging Face repo (owner/name) or catalogue id")
+    fp.add_argument("file", nargs="?", help="the .gguf file (or split model stem)")
+    fp.add_argument("--quant", help="pick the file by quantisation, e.g. Q4_K_M")
+    fp.add_argument("--ctx", type=int, default=8192, help="context length to plan for (default 8192, capped at the "
+                                                          "model's trained context)")
+    fp.set_defaults(func=cmd_fit)
     pp = msub.add_parser("pull", help="download a GGUF model from Hugging Face (resumes, verifies sha256)")
     pp.add_argument("repo", help="Hugging Face repo (owner/name) or catalogue id")
     pp.add_argument("file", nargs="?", help="the .gguf file (or split model stem) to fetch")
@@ -44,7 +53,7 @@ def register(sub: Any) -> None:
     rp = msub.add_parser("rm", help="remove a model from the library (and its files, unless registered in place)")
     rp.add_argument("name")
     rp.set_defaults(func=cmd_rm)
-    for sp_ in (lp, ip, sp, pp, mp, rp):
+    for sp_ in (lp, ip, sp, fp, pp, mp, rp):
         sp_.add_argument("--json", action="store_true", help="print exactly one JSON object")
 
 
@@ -256,6 +265,46 @@ class _Bar:
 def _duration(s: float) -> str:
     s = int(s)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def cmd_fit(ctx: AppContext, args: argparse.Namespace) -> int:
+    from localchat.cli import emit_json, fail
+    from localchat.core.hardware.sizing import this_machine, this_machine_speed
+    from localchat.core.hardware.speed import fmt_tps
+    from localchat.core.models import hub
+    from localchat.core.models.catalogue import Catalogue
+    from localchat.core.models.remote_gguf import fit_remote
+    from localchat.errors import DownloadError
+
+    if not 256 <= args.ctx <= 1 << 24:
+        return fail(f"--ctx must be between 256 and {1 << 24}, not {args.ctx}", 2)
+    entry = Catalogue(ctx.paths.cache_dir).get(args.repo)
+    repo = entry.repo if entry is not None else args.repo
+    quant = args.quant or (entry.quants[0].quant if entry is not None and not args.file and entry.quants else None)
+    try:
+        model = hub.pick_model(hub.repo_models(repo), args.file, quant)
+    except DownloadError as exc:
+        return fail(str(exc), 2)
+    machine = this_machine(isolation=ctx.isolation_policy)
+    try:
+        speed = this_machine_speed(machine, ctx.settings.n_threads)
+    except Exception:  # the speed is a nicety: the fit still shows
+        speed = None
+    fit = fit_remote(model, machine, speed, n_ctx=args.ctx)
+    if args.json:
+        emit_json({"repo": model.repo, "name": model.name, "quant": model.quant, "size": model.size,
+                   "files": len(model.files), "header_bytes_read": fit.fetched, **fit.plan.to_dict(),
+                   "predicted_decode_tokens_per_s": fit.speed.to_dict() if fit.speed else None})
+        return 0
+    i = fit.info
+    print(f"{model.repo}/{model.name}: {i.architecture}, {i.n_params / 1e9:.2f} B parameters, {i.quantisation}, "
+          f"{_gb(model.size)} in {len(model.files)} file(s) (header: {fit.fetched / 1e6:.1f} MB read)")
+    print(f"here: {fit.plan.verdict} — {fit.plan.summary}")
+    if fit.speed is not None and fit.plan.verdict != "too_large":
+        print(f"decode: {fit.speed.label} ({fmt_tps(fit.speed.low)}–{fmt_tps(fit.speed.high)})")
+    for r in fit.plan.reasons:
+        print(f"  - {r}")
+    return 0
 
 
 def cmd_pull(ctx: AppContext, args: argparse.Namespace) -> int:

@@ -246,3 +246,30 @@ def test_pull_refuses_a_bad_name_before_asking_the_hub(isolated_home: Path) -> N
         r = localchat("models", "pull", REPO, "--name", "Bad Name", "--json", home=isolated_home,
                       HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0")
     assert "invalid model name" in no_traceback(r, 2) and state.requests == []
+
+
+def test_fit_reads_the_header_of_a_hub_model_before_downloading(isolated_home: Path, tmp_path: Path) -> None:
+    import struct
+
+    from model_shapes import write_r1_qwen14b_q4km
+
+    name = "DeepSeek-R1-Distill-Qwen-14B-Q4_K_M.gguf"
+    r1 = write_r1_qwen14b_q4km(tmp_path / name)
+    state = HubState(disk_files={"org/R1-14B-GGUF": {name: r1}},
+                     repos={"org/bad": {"bad-Q4_0.gguf": b"GGUF" + struct.pack("<IQQ", 3, 1 << 40, 1) + bytes(64)}})
+    with FakeHub(state) as hub:
+        env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
+        d = one_json(localchat("models", "fit", "org/R1-14B-GGUF", "--json", home=isolated_home, **env))
+        assert d["name"] == name and d["n_layers"] == 48 and d["verdict"] in ("full_gpu", "partial", "cpu",
+                                                                                "too_large")
+        assert d["size"] == r1.stat().st_size and 0 < d["header_bytes_read"] < 8 * 2**20
+        assert d["predicted_decode_tokens_per_s"] is None or d["predicted_decode_tokens_per_s"]["value"] > 0
+        text = localchat("models", "fit", "org/R1-14B-GGUF", "--ctx", "4096", home=isolated_home, **env)
+        assert text.returncode == 0 and "14.77 B parameters" in text.stdout and "here: " in text.stdout
+        bad = localchat("models", "fit", "org/bad", home=isolated_home, **env)
+        assert bad.returncode != 0 and "not a usable GGUF" in bad.stderr and "Traceback" not in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
+        assert not list((isolated_home / "models").rglob("*.gguf*"))  # nothing downloaded
+    offline = localchat("models", "fit", "org/R1-14B-GGUF", home=isolated_home, HF_ENDPOINT=hub.url,
+                        HF_HUB_OFFLINE="1")
+    assert offline.returncode != 0 and "offline mode is on" in offline.stderr

@@ -4,6 +4,7 @@ read as one, hostile or oversized headers refused in one line at bounded cost, o
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -55,6 +56,10 @@ def test_a_split_model_is_read_as_one(starter_model: Path, tmp_path: Path, onlin
     assert len(model.files) == 3 and info.file_size == sum(p.stat().st_size for p in parts)
     assert sorted(t.name for t in info.tensors) == sorted(t.name for t in whole.tensors)
     assert info.n_params == whole.n_params and fetched < sum(p.stat().st_size for p in parts)
+    # a user-started Hub action like a search: the offline lockdown is lifted for it only
+    from huggingface_hub import constants
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and constants.HF_HUB_OFFLINE is True
 
 
 def _gguf_with_strings(n_strings: int, pad_to: int) -> bytes:
