@@ -53,6 +53,12 @@ def run(argv: list[str]) -> int:
     from localchat import logs
     from localchat.context import open_context
 
+    if args.home:  # --home and LOCALCHAT_HOME are one setting: code that finds the home itself sees it too
+        import os
+
+        from localchat.paths import HOME_ENV
+
+        os.environ[HOME_ENV] = args.home
     ctx = open_context(args.home)
     logs.configure(ctx.paths.log_file, stderr_level=logging.INFO if args.verbose else None)
     try:
