@@ -60,3 +60,19 @@ def test_each_finished_turn_records_its_decode_speed_for_the_loaded_file(client:
     speeds = sorted(t.stats.decode_tokens_per_s for t in turns if t.stats is not None)
     assert m.tokens_per_s == pytest.approx(sum(speeds) / 2, rel=1e-3)  # the median of two
     assert m.n_gpu_layers == client.info.n_gpu_layers  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_localchat_chat_records_into_the_home_given_by_flag(starter_model: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "flag-home"
+    env = {k: v for k, v in os.environ.items() if k != "LOCALCHAT_HOME"}
+    proc = subprocess.run([sys.executable, "-m", "localchat", "--home", str(home), "chat", "--model",
+                           str(starter_model), "--max-tokens", "24", "--seed", "1", "Tell me a story."],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    m = measured_decode(home / "data", starter_model.name)
+    assert m is not None and m.turns == 1 and m.tokens_per_s > 0
