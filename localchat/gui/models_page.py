@@ -299,7 +299,7 @@ class ModelsPage(QWidget):
             row.addWidget(w)
         row.addStretch(1)
         il.addLayout(row)
-        lay.addWidget(inst, 2)
+        lay.addWidget(inst, 1)  # a few installed models; the listings below get the room
 
         self.dl_box = QGroupBox("Downloads")
         self.dl_layout = QVBoxLayout(self.dl_box)
@@ -346,7 +346,7 @@ class ModelsPage(QWidget):
         self.note.setObjectName("hint")
         self.note.setWordWrap(True)
         gl.addWidget(self.note)
-        lay.addWidget(get, 3)
+        lay.addWidget(get, 2)
 
         self.fitsReady.connect(self._on_fits)
         for p in pending_downloads(ctx.models_dir):
@@ -412,8 +412,10 @@ class ModelsPage(QWidget):
         elif kind == "files":
             self.repo_files = result
             self.mode = "files"
-            self.note.setText(f"{len(result)} models in {self.repo_shown}, sizes and sha256 from the Hub. Split "
-                              f"models (-00001-of-0000N) are downloaded as one.")
+            n = len(result)
+            self.note.setText(f"{n} model{'s' if n != 1 else ''} in {self.repo_shown}, sizes and sha256 from the Hub "
+                              f"(split models are downloaded as one). Select one for its exact fit and speed here: "
+                              f"its GGUF header is read from the Hub, a few MB.")
         elif kind == "refresh":
             report: RefreshReport = result
             failed = f"; not reachable: {', '.join(report.failed)}" if report.failed else ""
@@ -642,7 +644,7 @@ class ModelsPage(QWidget):
         key = f"{m.repo}/{m.name}"
         got = self.exact.get(key)
         if isinstance(got, RemoteFit):
-            fit = QTableWidgetItem(BADGES.get(got.verdict, got.verdict))
+            fit = QTableWidgetItem(f"{BADGES.get(got.verdict, got.verdict)} · exact")
             fit.setForeground(QBrush(QColor(_badge_color(got.verdict))))
             fit.setToolTip(f"Exact, from the file's tensor table ({got.fetched / 1e6:.1f} MB of header read from "
                            f"Hugging Face): {got.plan.summary}\n• " + "\n• ".join(got.plan.reasons))
@@ -695,6 +697,7 @@ class ModelsPage(QWidget):
         return self.repo_files[min(rows)]
 
     def _show_remote_details(self, m: RemoteModel) -> None:
+        from localchat.core.hardware.speed import fmt_tps
         from localchat.core.models.remote_gguf import RemoteFit
 
         key = f"{m.repo}/{m.name}"
@@ -705,7 +708,9 @@ class ModelsPage(QWidget):
             self.details.setText(
                 f"{i.name}: {i.architecture}, {i.n_params / 1e9:.2f} B parameters, {i.quantisation}, {i.n_layers} "
                 f"layers, trained context {i.context_length or '?'}; {_gb(m.size)}{parts}. Here: "
-                f"{got.plan.summary}" + (f", {got.speed.label}" if got.speed is not None else "") +
+                f"{got.plan.summary}" + (f"; decode ~{fmt_tps(got.speed.value)} tok/s predicted "
+                                         f"({fmt_tps(got.speed.low)}–{fmt_tps(got.speed.high)})"
+                                         if got.speed is not None and got.verdict != "too_large" else "") +
                 f". From its GGUF header ({got.fetched / 1e6:.1f} MB read from Hugging Face).")
         elif isinstance(got, str):
             self.details.setText(f"{m.name}: exact fit not available ({got}); the estimate uses the file size.")

@@ -44,6 +44,7 @@ def test_catalogue_listed_offline(page: ModelsPage) -> None:
     assert "temperature 0.6" in page.details.text() and "context 16,384" in page.details.text()
 
 
+@pytest.mark.qt_log_ignore("does not support propagateSizeHints")  # the offscreen platform, on any show()
 def test_fit_badges_computed_in_background(qtbot, page: ModelsPage) -> None:
     page.show()
     qtbot.waitUntil(lambda: bool(page.fits), timeout=60_000)
