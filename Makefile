@@ -19,7 +19,8 @@ WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/localchat/wheels
 LLAMA_WHEELS := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
 LLAMA_STAMP := $(VENV)/.llama-$(LLAMA_KEY)
 
-.PHONY: run test install model system-deps check bench bench-gui screenshots reinstall-llama package clean
+.PHONY: run test install model system-deps check bench bench-gui bench-native llama-tools rpc-server screenshots \
+	reinstall-llama package clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +81,18 @@ bench: install model
 
 bench-gui: install model system-deps
 	xvfb-run -a -s "-screen 0 1400x900x24" env QT_QPA_PLATFORM=xcb $(PY) benchmarks/gui_responsiveness.py
+
+# llama.cpp's own llama-bench and rpc-server, built from the vendored llama.cpp of the installed binding (its sdist,
+# cached) with the binding's build settings, into $(VENV)/llama-tools/bin; skipped when already built for this version.
+llama-tools: install
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" PY=$(PY) bash benchmarks/build_llama_tools.sh
+
+rpc-server: llama-tools
+	@echo "rpc-server: $(VENV)/llama-tools/bin/rpc-server"
+
+# localchat's decode and prompt processing next to llama-bench tg128/pp512, same threads, in one alternating run.
+bench-native: llama-tools model
+	$(PY) benchmarks/decode_loop.py --llama-bench $(VENV)/llama-tools/bin/llama-bench
 
 screenshots: install model system-deps
 	xvfb-run -a -s "-screen 0 1400x900x24" env QT_QPA_PLATFORM=xcb $(PY) benchmarks/screenshots.py docs/screenshots
