@@ -4,19 +4,23 @@ Runs the real app (real worker, real starter model) under whatever QT_QPA_PLATFO
 `make screenshots` runs it on Xvfb. The reasoning block comes from a crafted stream (the starter model does not
 reason), fed through the same chunk path the engine uses.
 
-    xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python benchmarks/screenshots.py docs/screenshots
+    xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python benchmarks/screenshots.py docs/screenshots [--only api]
+
+``--only api`` takes just the Network page with the local API switch on (network-api-on.png).
 """
 
 from __future__ import annotations
 
+import socket
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from PySide6.QtCore import QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication
 
-from localchat.context import open_context
+from localchat.context import AppContext, open_context
 from localchat.core.chat.messages import ContentChunk, ReasoningChunk, StatsChunk, TurnStats
 from localchat.gui.main_window import MainWindow
 
@@ -47,10 +51,71 @@ CRAFTED = [
 ]
 
 
+def api_shot(w: MainWindow, out: Path) -> None:
+    """The Network page with the local API on, one request answered and a client connected (the socket table)."""
+    import openai
+
+    from localchat.core.privacy.audit import AuditGuard
+
+    ours = AuditGuard.active() is None
+    guard = AuditGuard.active() or AuditGuard(offline=True).install()  # as app.main runs it: the page reports it
+    panel = w.api.panel
+    assert panel is not None
+    with socket.socket() as probe:  # the default port if it is free here, else any
+        free = probe.connect_ex(("127.0.0.1", 8800)) != 0
+    panel.port.setValue(8800 if free else 0)
+    w.show_page(2)
+    panel.toggle.setChecked(True)
+    wait_for(lambda: w.api.state == "serving")
+    client = openai.OpenAI(base_url=w.api.url, api_key=w.api.key, max_retries=0)
+    done = threading.Event()
+
+    def ask() -> None:
+        try:
+            client.chat.completions.create(model=w.model_name or "", max_tokens=16,
+                                           messages=[{"role": "user", "content": "Say hello."}])
+        finally:
+            done.set()
+
+    threading.Thread(target=ask, daemon=True).start()
+    wait_for(done.is_set)
+    wait(300)
+    w.network_page.refresh()  # the client's connection stays open (keep-alive): listed with the listening socket
+    size = w.size()
+    w.resize(size.width(), 1240)  # tall enough for the socket table under the switch
+    wait(1200)
+    w.grab().save(str(out / "network-api-on.png"))
+    w.resize(size)
+    client.close()
+    panel.toggle.setChecked(False)
+    wait_for(lambda: w.api.state == "off")
+    if ours:
+        guard.uninstall()
+
+
+def open_window(theme: str) -> MainWindow:
+    ctx: AppContext = open_context(Path(tempfile.mkdtemp(prefix="lc-shot-")))
+    ctx.settings.theme = theme
+    ctx.ensure_starter()
+    w = MainWindow(ctx)
+    w.resize(1280, 820)
+    w.show()
+    wait_for(lambda: w.load_info is not None)
+    return w
+
+
 def main() -> int:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots")
+    out = Path(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "docs/screenshots")
     out.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance() or QApplication([])
+    if "--only" in sys.argv and sys.argv[-1] == "api":
+        w = open_window("light")
+        api_shot(w, out)
+        w.shutdown()
+        w.deleteLater()
+        app.processEvents()
+        print(f"screenshot in {out}")
+        return 0
     for theme in ("light", "dark"):
         home = Path(tempfile.mkdtemp(prefix="lc-shot-"))
         ctx = open_context(home)
@@ -89,6 +154,8 @@ def main() -> int:
         wait_for(lambda w=w: bool(w.models_page.fits), 30_000)
         wait(300)
         w.grab().save(str(out / f"models-{theme}.png"))
+        if theme == "light":
+            api_shot(w, out)
         w.shutdown()
         w.deleteLater()
     app.processEvents()
