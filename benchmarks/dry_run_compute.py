@@ -84,7 +84,8 @@ def main() -> int:
         "R1-Distill-Qwen-14B Q4_K_M shape": write_r1_qwen14b_q4km(work / "r1-14b.gguf"),
     }
     cpu = Machine("CPU", 2, 2, 512 * GIB, 512 * GIB)  # room for every context: the plan keeps the asked one
-    print(f"{'model':<34} {'n_ctx':>6} {'FA':>3} {'llama.cpp MiB':>14} {'planned MiB':>12} {'diff':>7} {'dry run s':>9}")
+    print(f"{'model':<34} {'n_ctx':>6} {'FA':>3} {'llama.cpp MiB':>14} {'planned MiB':>12} {'diff':>7} "
+          f"{'dry run s':>9}")
     for label, path in models.items():
         shape = ModelShape.from_gguf(read_gguf(path))
         for n_ctx in contexts:
