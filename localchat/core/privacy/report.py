@@ -44,6 +44,10 @@ def headline(isolation: dict[str, Any] | None) -> str:
     if isolation.get("isolated"):
         if isolation.get("mode") == "macos-sandbox":
             return "Inference worker: TCP/IP denied by the macOS sandbox — sandbox-isolated"
+        if isolation.get("scope") == "only these peers":  # LAN mode (core/privacy/relay.py)
+            peers = ", ".join(isolation.get("relay", {}).get("peers", []))
+            return ("Inference worker: only its loopback, up for the relay to helper machines — kernel-isolated; "
+                    f"LAN mode: the app connects only to these peers: {peers}")
         return "Inference worker: no network interfaces, only a loopback that is down — kernel-isolated"
     return f"Inference worker: monitored only — {isolation.get('reason', 'isolation not applied')}"
 
@@ -89,6 +93,10 @@ def check_yourself(pid: int | None, isolation: dict[str, Any] | None) -> list[tu
     """Commands that verify the worker's isolation without trusting localchat (Linux), with what they should show."""
     if not pid or not isolation or not isolation.get("isolated") or not sys.platform.startswith("linux"):
         return []
+    if isolation.get("scope") == "only these peers":
+        return [(f"readlink /proc/{pid}/ns/net /proc/self/ns/net", "two different net:[…] ids"),
+                (f"sudo nsenter -t {pid} -n ip addr", "only 'lo' (up, for the relay)"),
+                (f"cat /proc/{pid}/net/tcp /proc/{pid}/net/udp", "only 127.0.0.1 sockets (the relay's)")]
     return [(f"readlink /proc/{pid}/ns/net /proc/self/ns/net", "two different net:[…] ids"),
             (f"sudo nsenter -t {pid} -n ip addr", "only 'lo', state DOWN"),
             (f"cat /proc/{pid}/net/tcp /proc/{pid}/net/udp", "no sockets in the worker's namespace")]
