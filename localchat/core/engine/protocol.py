@@ -95,6 +95,7 @@ class LoadOptions:
     tensor_split: list[float] | None = None
     use_mmap: bool = True
     seed: int | None = None
+    rpc_servers: list[str] | None = None  # the worker's relay ports for helper machines (core/privacy/relay.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
