@@ -158,6 +158,10 @@ class LlamaRuntime:
             return params
 
         threads = opts.n_threads or _physical_cores()
+        if opts.rpc_servers:  # helper machines, reached through the worker's relay (docs/RPC.md)
+            from localchat.core.engine.rpc_devices import add_rpc_servers
+
+            add_rpc_servers(llama_lib._lib, opts.rpc_servers)
         self.logs.start()
         t0 = time.perf_counter()
         llama_lib.llama_model_default_params = params_with_progress
