@@ -769,6 +769,7 @@ class ModelsPage(QWidget):
         if self.busy("files"):
             return
         self.repo_shown = repo
+        self.exact = {k: v for k, v in self.exact.items() if not isinstance(v, str)}  # listing again retries those
         self.note.setText(f"Listing the GGUF files of {repo}…")
         endpoint = self.endpoint
         self._background("files", lambda: repo_models(repo, endpoint=endpoint))
