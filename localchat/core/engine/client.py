@@ -4,6 +4,10 @@ The worker is a separate interpreter (spawned, never forked: the GUI process has
 crash, abort or out-of-memory kill in llama.cpp takes down only the worker. Its death is reported as
 :class:`WorkerCrashed` with the exit code or signal and whatever text had streamed; a new client can then be
 started. ``cancel`` may be called from any thread; everything else belongs to one thread at a time.
+
+LAN mode (``peers``): each worker gets a :class:`~localchat.core.privacy.relay.PeerRelay`, the app's half of the only
+path from llama.cpp's RPC client to the listed helper machines; each helper is checked (reachable, same RPC protocol)
+before the worker starts, because llama.cpp stops the whole worker when a helper fails.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from localchat.core.engine.protocol import (
     WorkerHello,
     event_to_chunk,
 )
+from localchat.core.privacy.relay import Peer, PeerRelay
 from localchat.errors import InvalidModelFile, IsolationRequired, LocalChatError, ModelLoadError, WorkerCrashed
 
 log = logging.getLogger(__name__)
@@ -50,14 +55,19 @@ _BOOTSTRAP = ("import sys; del sys.path[0]; from localchat.core.engine.worker im
               "raise SystemExit(main(sys.argv[1:]))")
 
 
-def worker_command(isolation: str) -> list[str]:
+def worker_command(isolation: str, relay_fd: int | None = None, peers: Sequence[Peer] = ()) -> list[str]:
     """How to start the worker: the same executable in worker mode when frozen (PyInstaller); from source with a
-    safe import path (never the current folder)."""
+    safe import path (never the current folder). LAN mode: the relay's control descriptor and the helpers."""
+    extra = ["--isolation", isolation]
+    if relay_fd is not None:
+        extra += ["--relay-fd", str(relay_fd)]
+        for peer in peers:
+            extra += ["--relay-peer", peer.endpoint]
     if getattr(sys, "frozen", False):
-        return [sys.executable, "--worker", "--isolation", isolation]
+        return [sys.executable, "--worker", *extra]
     if sys.version_info >= (3, 11):
-        return [sys.executable, "-P", "-m", "localchat.core.engine.worker", "--isolation", isolation]
-    return [sys.executable, "-c", _BOOTSTRAP, "--isolation", isolation]
+        return [sys.executable, "-P", "-m", "localchat.core.engine.worker", *extra]
+    return [sys.executable, "-c", _BOOTSTRAP, *extra]
 
 
 def worker_environment(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -91,10 +101,14 @@ class EngineClient:
     Args:
         isolation: the worker's sandbox policy: ``"off"``, ``"auto"`` or ``"require"``.
         on_stderr: receives each line the worker writes to stderr (logs); default: the debug log.
+        peers: helper machines (LAN mode, llama.cpp RPC); off when empty.
     """
 
-    def __init__(self, isolation: str = "auto", on_stderr: Callable[[str], None] | None = None) -> None:
+    def __init__(self, isolation: str = "auto", on_stderr: Callable[[str], None] | None = None,
+                 peers: Sequence[Peer] = ()) -> None:
         self.isolation = isolation
+        self.peers = list(peers)
+        self.relay = PeerRelay(self.peers) if self.peers else None  # serves every worker of this client
         self._on_stderr = on_stderr
         self._proc: subprocess.Popen[bytes] | None = None
         self._chan: Channel | None = None
@@ -119,8 +133,20 @@ class EngineClient:
             return self.hello
         self._discard_dead()
         self._events = queue.Queue()
-        proc = subprocess.Popen(worker_command(self.isolation), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=worker_environment(), close_fds=True)
+        relay, relay_fd = self.relay, None
+        if relay is not None:
+            relay.check()  # PeerError (one line) before any worker exists
+            relay_fd = relay.open_channel()
+        try:
+            proc = subprocess.Popen(worker_command(self.isolation, relay_fd, self.peers), stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=worker_environment(),
+                                    close_fds=True, pass_fds=() if relay_fd is None else (relay_fd,))
+        except BaseException:
+            if relay is not None:
+                relay.close()
+            raise
+        if relay is not None:
+            relay.started()
         assert proc.stdin and proc.stdout and proc.stderr
         self._proc = proc
         self._chan = Channel(os.dup(proc.stdout.fileno()), os.dup(proc.stdin.fileno()))
@@ -138,7 +164,25 @@ class EngineClient:
             raise IsolationRequired(
                 "network isolation is required by your settings but could not be applied: "
                 f"{self.hello.isolation.get('reason', 'unknown reason')}")
+        if self.peers and len(self.rpc_servers) != len(self.peers):
+            why = self.hello.isolation.get("relay", {}).get("error", "no relay port reported")
+            self.close()
+            raise LocalChatError(f"the inference worker could not open its relay to the helper machines: {why}")
         return self.hello
+
+    @property
+    def rpc_servers(self) -> list[str]:
+        """LAN mode: what llama.cpp is told its RPC servers are (the worker's relay ports), in ``peers`` order."""
+        relay = (self.hello.isolation.get("relay") or {}) if self.hello else {}
+        return [str(e) for e in relay.get("listen") or []]
+
+    def relay_report(self) -> dict[str, Any] | None:
+        """LAN mode: per helper, connections and bytes sent/received (the app's counts), and refused requests."""
+        if self.relay is None:
+            return None
+        report = self.relay.report()
+        report["relay_ports"] = dict(zip(self.relay.endpoints, self.rpc_servers, strict=False))
+        return report
 
     def _discard_dead(self) -> None:
         """Release the pipes of a worker that died, before starting its successor."""
@@ -165,6 +209,8 @@ class EngineClient:
             proc.wait()
         if chan is not None:
             chan.close()
+        if self.relay is not None:
+            self.relay.close()
         self._proc = self._chan = None
         self.info = None
 
@@ -297,8 +343,25 @@ class EngineClient:
                 proc.kill()
                 code = proc.wait()
         self.info = None
-        raise WorkerCrashed(describe_exit(code), exitcode=code if code is None or code >= 0 else None,
+        message = describe_exit(code)
+        lost = self._peer_lost()
+        if lost:  # llama.cpp's RPC backend aborts the process when a helper goes away: say which one
+            message = f"{lost}; llama.cpp's RPC backend cannot continue without it ({message})"
+        raise WorkerCrashed(message, exitcode=code if code is None or code >= 0 else None,
                             signal=-code if code is not None and code < 0 else None)
+
+    def _peer_lost(self) -> str | None:
+        relay = self.relay
+        if relay is None:
+            return None
+        for _ in range(20):  # the relay may learn of the helper's end a moment after the worker's
+            lost = relay.lost()
+            if lost:
+                return lost
+            if not relay.live():
+                return None
+            threading.Event().wait(0.05)
+        return relay.lost()
 
     def _exitcode(self) -> int | None:
         rc = self._proc.returncode if self._proc else None

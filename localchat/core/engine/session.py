@@ -7,6 +7,7 @@ llama.cpp's own "offloaded N/M layers", ``LoadInfo.offloaded_layers``); ``load_o
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from localchat.core.engine.protocol import LoadOptions
@@ -20,7 +21,8 @@ FRESH_S = 5.0  # a plan for a load uses free GPU memory measured at most this lo
 
 
 def plan_load(path: Path, *, n_ctx: int, settings: Settings, gpu_layers_override: int | None = None,
-              machine: Machine | None = None) -> tuple[LoadOptions, OffloadPlan | None]:
+              machine: Machine | None = None,
+              rpc_servers: list[str] | None = None) -> tuple[LoadOptions, OffloadPlan | None]:
     """LoadOptions for ``path`` from the planner (GPU layers, KV type, flash attention, tensor split), and the plan.
 
     The user's choices win: a GPU-layer override (argument, else ``settings.n_gpu_layers``; ``-1`` = all) is loaded
@@ -28,6 +30,10 @@ def plan_load(path: Path, *, n_ctx: int, settings: Settings, gpu_layers_override
     shorter one would put every layer on the GPU; only ``localchat plan`` proposes it). The plan is ``None`` when
     the planner failed, which never stops a load: the model then loads on the CPU. A context longer than the
     model's training context is loaded as asked, with a warning first in the plan's reasons.
+
+    With ``rpc_servers`` (helper machines through the worker's relay, LAN mode) every layer is offloaded unless the
+    user said otherwise, and llama.cpp splits them over the helpers (and local GPUs) by the free memory each
+    reports; the planner does not know the helpers yet, so its plan describes this machine alone.
 
     Raises:
         InvalidModelFile: ``path`` is not a readable GGUF.
@@ -44,7 +50,8 @@ def plan_load(path: Path, *, n_ctx: int, settings: Settings, gpu_layers_override
         raise
     except Exception:  # the planner must never stop a model from loading
         log.exception("offload planner failed; loading on the CPU")
-        return LoadOptions(n_ctx=n_ctx, n_gpu_layers=max(override or 0, 0), n_threads=settings.n_threads), None
+        fallback = LoadOptions(n_ctx=n_ctx, n_gpu_layers=max(override or 0, 0), n_threads=settings.n_threads)
+        return (with_helpers(fallback, rpc_servers, override, None) if rpc_servers else fallback), None
     if warning:
         plan.reasons.insert(0, warning)
     for reason in plan.reasons:
@@ -60,7 +67,23 @@ def plan_load(path: Path, *, n_ctx: int, settings: Settings, gpu_layers_override
     options = LoadOptions(n_ctx=n_ctx, n_gpu_layers=layers, n_threads=settings.n_threads,
                           flash_attn=plan.flash_attn, kv_type=plan.kv_type if plan.flash_attn else "f16",
                           tensor_split=plan.tensor_split if layers else None)
+    if rpc_servers:
+        options = with_helpers(options, rpc_servers, override, plan.n_layers)
+        plan.reasons.append(f"LAN mode: layers split by llama.cpp over {len(rpc_servers)} helper machine(s) by the "
+                            "free memory each reports")
     return options, plan
+
+
+def with_helpers(options: LoadOptions, rpc_servers: list[str], override: int | None,
+                 n_layers: int | None) -> LoadOptions:
+    """``options`` for a load split over helper machines: all layers offloaded (unless overridden), llama.cpp's
+    own split by free memory, and the KV cache in f16 (what every backend supports)."""
+    if override is None or override < 0:
+        layers = n_layers + 1 if n_layers else -1
+    else:
+        layers = override
+    return replace(options, n_gpu_layers=layers, rpc_servers=list(rpc_servers), tensor_split=None,
+                   flash_attn=False, kv_type="f16")
 
 
 def check_context(path: Path, n_ctx: int, machine: Machine) -> str | None:

@@ -10,6 +10,10 @@ Ops: ``load`` {path, options} → ``load_progress``*, ``loaded`` | ``error``;
 ``probe`` → ``probed`` {result} (the devices llama.cpp can offload to and the CPU repack types: the app plans
 on this, so llama.cpp's libraries are never loaded outside this sandboxed process);
 ``cancel`` {id}; ``unload`` → ``unloaded``; ``ping`` → ``pong``; ``shutdown``.
+
+LAN mode (``--relay-fd N --relay-peer HOST:PORT``…): after isolating, the worker brings its loopback up and listens
+on ``127.0.0.1:P`` per helper machine, handing each connection to the app (``core/privacy/relay.py``); ``load``
+accepts as ``rpc_servers`` only those relay ports.
 """
 
 from __future__ import annotations
@@ -39,6 +43,21 @@ def apply_sandbox(policy: str) -> dict[str, Any]:
         return {"isolated": False, "mode": "none", "reason": f"sandbox failed: {exc}", "policy": policy}
 
 
+def start_relay(isolation: dict[str, Any], control_fd: int, peers: list[str]) -> list[str]:
+    """LAN mode: the relay to the app for ``peers``, started after isolation; its part of the report is added to
+    ``isolation``. Returns the relay's endpoints (empty when it could not start: the report says why)."""
+    import socket
+
+    from localchat.core.privacy.relay import start_worker_relay
+
+    try:
+        relay = start_worker_relay(isolation, socket.socket(fileno=control_fd), peers)
+    except Exception as exc:  # reported, never hidden: the app refuses to load with helpers then
+        isolation["relay"] = {"peers": peers, "listen": [], "error": f"{type(exc).__name__}: {exc}"}
+        return []
+    return relay.endpoints
+
+
 def _take_stdio_channel() -> Channel:
     rfd, wfd = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -49,7 +68,7 @@ def _take_stdio_channel() -> Channel:
     return Channel(rfd, wfd)
 
 
-def serve(chan: Channel, isolation: dict[str, Any]) -> int:
+def serve(chan: Channel, isolation: dict[str, Any], relay_endpoints: list[str] | None = None) -> int:
     chan.send({"ev": "hello", "pid": os.getpid(), "isolation": isolation, "python": sys.version.split()[0]})
     if isolation.get("policy") == "require" and not isolation.get("isolated"):
         return 3
@@ -87,7 +106,12 @@ def serve(chan: Channel, isolation: dict[str, Any]) -> int:
                 def progress(p: float) -> None:
                     chan.send({"ev": "load_progress", "progress": p})
 
-                info = runtime.load(msg["path"], LoadOptions(**msg.get("options", {})), progress)
+                options = LoadOptions(**msg.get("options", {}))
+                stray = set(options.rpc_servers or ()) - set(relay_endpoints or ())
+                if stray:  # llama.cpp reaches helpers only through this worker's relay
+                    raise LocalChatError(f"RPC servers {sorted(stray)} are not this worker's relay ports "
+                                         f"{relay_endpoints or []}")
+                info = runtime.load(msg["path"], options, progress)
                 chan.send({"ev": "loaded", "info": info.__dict__})
             elif op == "chat":
                 messages = [ChatMessage(m["role"], m["content"]) for m in msg["messages"]]
@@ -125,13 +149,18 @@ def serve(chan: Channel, isolation: dict[str, Any]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="localchat-worker")
     parser.add_argument("--isolation", choices=ISOLATION_POLICIES, default="auto")
+    parser.add_argument("--relay-fd", type=int, default=None, help="LAN mode: the control socket from the app")
+    parser.add_argument("--relay-peer", action="append", default=[], help="LAN mode: a helper machine HOST:PORT")
     args = parser.parse_args(argv)
     chan = _take_stdio_channel()
     isolation = apply_sandbox(args.isolation)
+    relay_endpoints = None
+    if args.relay_fd is not None:
+        relay_endpoints = start_relay(isolation, args.relay_fd, args.relay_peer)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: %(message)s")
     try:
-        return serve(chan, isolation)
+        return serve(chan, isolation, relay_endpoints)
     except ChannelClosed:
         return 0
     finally:
