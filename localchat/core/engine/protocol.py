@@ -89,7 +89,8 @@ class LoadOptions:
     n_ctx: int = 4096
     n_gpu_layers: int = 0
     n_threads: int | None = None
-    n_batch: int = 512
+    n_batch: int = 2048  # llama.cpp's own defaults (llama-bench, llama-cli): prompt batches of n_batch tokens,
+    n_ubatch: int = 512  # computed n_ubatch at a time; the compute buffer grows with n_ubatch
     flash_attn: bool = False
     kv_type: str = "f16"
     tensor_split: list[float] | None = None
