@@ -164,3 +164,52 @@ def probe() -> dict[str, Any]:
         out["cpu_repack_types"] = None
         out["cpu_repack_error"] = f"{type(exc).__name__}: {exc}"
     return out
+
+
+def dry_run(path: str, n_ctx: int, n_gpu_layers: int = 0, flash_attn: bool | None = None, n_batch: int = 512,
+            n_ubatch: int = 512) -> dict[str, Any]:
+    """llama.cpp's own compute-buffer figure for ``path`` on this machine's devices, without loading the weights.
+
+    ``no_alloc`` model params with no file mapping place the tensors and allocate nothing; creating the context
+    then reserves the compute graph and logs ``<device> compute buffer size = N MiB``. Works on a sparse stand-in
+    (the real header, the data a hole): 0.2–0.7 s and < 100 MB for a 14B model (docs/SIZING.md). Runs in the worker.
+
+    Returns ``{"compute_bytes": {"CPU": bytes, ...}, "seconds": s}``; raises RuntimeError when llama.cpp refuses.
+    """
+    import time
+
+    import llama_cpp
+
+    lines: list[str] = []
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def on_log(_level: int, text: bytes, _data: Any) -> None:
+        lines.append(text.decode("utf-8", "replace"))
+
+    llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
+    t = time.perf_counter()
+    mp = llama_cpp.llama_model_default_params()
+    mp.no_alloc = True
+    mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE
+    mp.n_gpu_layers = n_gpu_layers
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), mp)
+    if not model:
+        raise RuntimeError(f"llama.cpp could not read {Path(path).name} for a dry run")
+    try:
+        cp = llama_cpp.llama_context_default_params()
+        cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx, n_batch, n_ubatch
+        if flash_attn is not None:
+            cp.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
+                                  else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        ctx = llama_cpp.llama_init_from_model(model, cp)
+        if not ctx:
+            raise RuntimeError(f"llama.cpp could not make a {n_ctx}-token context for {Path(path).name}")
+        llama_cpp.llama_free(ctx)
+    finally:
+        llama_cpp.llama_model_free(model)
+    found: dict[str, int] = {}
+    for dev, mib in re.findall(r"(\S+) compute buffer size =\s*([\d.]+) MiB", "".join(lines)):
+        found[dev] = int(float(mib) * 2**20)  # the last reservation per device is the one kept
+    if not found:
+        raise RuntimeError("llama.cpp reported no compute buffer")
+    return {"compute_bytes": found, "seconds": time.perf_counter() - t}

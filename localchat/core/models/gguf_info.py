@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -137,6 +137,7 @@ class GGUFInfo:
     tensors: tuple[TensorInfo, ...] = field(repr=False)
     metadata: dict[str, Any] = field(repr=False)
     assumptions: tuple[str, ...] = ()  # values derived because a key was missing
+    data_offset: int = 0  # where the tensor data starts: the header is the bytes before it
 
     @property
     def tensor_bytes(self) -> int:
@@ -379,7 +380,7 @@ def parse_gguf(fh: ByteSource, size: int, path: str | os.PathLike[str]) -> GGUFI
     if data_end > size:
         raise InvalidModelFile(f"{name} is truncated: it holds {size:,} bytes but its tensors need {data_end:,}. "
                                f"Download or copy it again.")
-    return _info(p, size, version, meta, tensors, n_params, r)
+    return replace(_info(p, size, version, meta, tensors, n_params, r), data_offset=data_start)
 
 
 def _tensor_table(r: _Reader, n_tensors: int, alignment: int) -> tuple[tuple[TensorInfo, ...], int, int]:

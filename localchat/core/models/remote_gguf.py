@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from localchat.core.models.gguf_info import GGUFInfo, parse_gguf
@@ -56,6 +57,7 @@ class RangeFile:
         self.requests = 0
         self._start = 0
         self._buf = b""
+        self.blocks: dict[int, bytes] = {}  # every block fetched, by offset (at most ``budget`` bytes in all)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         self.pos = offset if whence == os.SEEK_SET else self.pos + offset if whence == os.SEEK_CUR else \
@@ -117,6 +119,19 @@ class RangeFile:
         if not data:
             raise DownloadError(f"the server sent nothing for bytes {start:,}… of {self.what}")
         self._start, self._buf = start, data
+        self.blocks[start] = data
+
+    def head(self, n: int) -> bytes:
+        """The first ``n`` bytes of the file: the blocks already fetched, and the gaps the parser seeked over."""
+        out = bytearray()
+        while len(out) < n:
+            at = len(out)
+            block = next((b[at - s:] for s, b in self.blocks.items() if s <= at < s + len(b)), None)
+            if block is None:
+                self._fetch(at, max(n - at, 1))
+                continue
+            out += block[:n - at]
+        return bytes(out)
 
 
 def _bounded(r: Any, limit: int) -> bytes:
@@ -140,13 +155,16 @@ def _content_range_ok(value: str, start: int, size: int) -> bool:
     return unit == "bytes" and first == start and (total == "*" or total == str(size))
 
 
-def read_remote_gguf(model: RemoteModel, endpoint: str | None = None, *,
-                     budget: int = HEADER_BUDGET) -> tuple[GGUFInfo, int]:
+def read_remote_gguf(model: RemoteModel, endpoint: str | None = None, *, budget: int = HEADER_BUDGET,
+                     headers: list[bytes] | None = None) -> tuple[GGUFInfo, int]:
     """The GGUF header of ``model`` on the Hub (every part's tensor table for a split model) and the bytes fetched.
 
     Raises:
         InvalidModelFile: the header is not a usable GGUF (the message says why).
         DownloadError: offline mode, no network, gated/missing file, a header over ``budget``, no Range support.
+
+    With ``headers`` (a list), each part's whole header — the bytes before its tensor data, including the arrays
+    the parser seeks over — is appended to it, within the same budget (for :func:`write_stand_in`).
     """
     if not model.files:
         raise DownloadError(f"{model.repo}/{model.name} has no files")
@@ -156,7 +174,11 @@ def read_remote_gguf(model: RemoteModel, endpoint: str | None = None, *,
         token = user_token()
         deadline = time.monotonic() + 8 * hub_timeout()
         for f in model.files:
-            info, n = _read_one(model, f, endpoint, token, budget, deadline)
+            info, n, rf = _read_one(model, f, endpoint, token, budget, deadline)
+            if headers is not None:
+                before = rf.fetched
+                headers.append(rf.head(info.data_offset))
+                n += rf.fetched - before
             infos.append(info)
             fetched += n
     first = infos[0]
@@ -166,7 +188,7 @@ def read_remote_gguf(model: RemoteModel, endpoint: str | None = None, *,
 
 
 def _read_one(model: RemoteModel, f: RemoteFile, endpoint: str | None, token: str | None, budget: int,
-              deadline: float) -> tuple[GGUFInfo, int]:
+              deadline: float) -> tuple[GGUFInfo, int, RangeFile]:
     import httpx
     from huggingface_hub import get_session, hf_hub_url
     from huggingface_hub.utils._headers import build_hf_headers
@@ -188,7 +210,23 @@ def _read_one(model: RemoteModel, f: RemoteFile, endpoint: str | None, token: st
         if mapped is None:
             raise
         raise mapped from exc
-    return info, rf.fetched
+    return info, rf.fetched, rf
+
+
+def write_stand_in(model: RemoteModel, headers: list[bytes], folder: Path) -> Path:
+    """A sparse stand-in of ``model`` in ``folder``: each part's real header, then a hole to the part's full size
+    (no disk used for the data). llama.cpp reads it as the real file when it allocates nothing (a dry run).
+    Returns the first part."""
+    if len(headers) != len(model.files):
+        raise ValueError("one header per part")
+    paths = []
+    for f, head in zip(model.files, headers, strict=True):
+        path = Path(folder) / f.path.rsplit("/", 1)[-1]
+        with open(path, "wb") as out:
+            out.write(head)
+            out.truncate(f.size)
+        paths.append(path)
+    return paths[0]
 
 
 @dataclass(frozen=True)

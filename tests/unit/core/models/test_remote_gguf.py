@@ -131,3 +131,39 @@ def test_fit_and_speed_from_the_remote_table_equal_the_downloaded_files(r1_file:
     assert fit.plan == plan and fit.verdict == "partial" and 0 < plan.n_gpu_layers < 49
     assert fit.speed == predict_decode(shape, plan, speed) and fit.speed is not None
     assert "layers on the GPU" in fit.speed.label and fit.fetched < 8 * 2**20
+
+
+def _dry_run_in_child(path: Path, n_ctx: int, flash_attn: bool) -> dict:  # type: ignore[type-arg]
+    """llama.cpp's dry run in a child process: this test process never maps llama.cpp (the worker does, in the app)."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from localchat.core.hardware.ggml_probe import dry_run; "
+            f"print(json.dumps(dry_run({str(path)!r}, {n_ctx}, flash_attn={flash_attn!r})))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flash_attn", [False, True])
+def test_a_stand_in_from_the_range_read_header_gives_llama_cpp_the_planned_compute_buffer(
+        r1_file: Path, tmp_path: Path, flash_attn: bool, online) -> None:
+    from localchat.core.hardware.detect import GIB, Machine
+    from localchat.core.hardware.planner import ModelShape, plan_offload
+    from localchat.core.models.remote_gguf import write_stand_in
+
+    with FakeHub(HubState(disk_files={"org/R1-GGUF": {R1: r1_file}})) as hub:
+        model = repo_models("org/R1-GGUF", endpoint=hub.url)[0]
+        headers: list[bytes] = []
+        info, fetched = read_remote_gguf(model, endpoint=hub.url, headers=headers)
+    assert len(headers[0]) == info.data_offset and headers[0] == r1_file.read_bytes()[:info.data_offset]
+    assert fetched < 8 * 2**20
+    stand_in = write_stand_in(model, headers, tmp_path)
+    assert stand_in.stat().st_size == model.size and stand_in.stat().st_blocks * 512 < 16 * 2**20  # sparse
+    got = _dry_run_in_child(stand_in, 8192, flash_attn)
+    plan = plan_offload(ModelShape.from_gguf(info), Machine("CPU", 2, 2, 512 * GIB, 512 * GIB), 8192,
+                        allow_ctx_reduction=False, flash_attn=flash_attn)
+    # llama.cpp rounds its log line to 0.01 MiB
+    assert abs(got["compute_bytes"]["CPU"] - plan.compute_bytes) <= 0.01 * 2**20, (got, plan.compute_bytes)
