@@ -8,10 +8,8 @@ asked; ``fit`` reads a Hub model's GGUF header (a few MB, by Range requests) for
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from localchat.context import AppContext
@@ -166,52 +164,23 @@ def cmd_info(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def _search_cache(ctx: AppContext) -> Path:
-    return ctx.paths.cache_dir / "hub-search.json"
-
-
 def cmd_search(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.cli import emit_json, fail
     from localchat.core.models import hub
     from localchat.core.models.catalogue import Catalogue
-    from localchat.errors import DownloadError
 
     if not 1 <= args.limit <= 1000:
         return fail(f"--limit must be between 1 and 1000, not {args.limit}", 2)
-    cache_file = _search_cache(ctx)
-    key = f"{'files' if args.files else 'search'}:{args.query}"
-    try:
-        cache = json.loads(cache_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        cache = {}
-    if not isinstance(cache, dict):
-        cache = {}
     catalogue = [] if args.files else [e.to_dict() for e in Catalogue(ctx.paths.cache_dir).search(args.query)]
     note = None
-    try:
-        if args.files:
-            results = [m.to_dict() for m in hub.repo_models(args.query)]
-        else:
-            results = hub.search(args.query, limit=args.limit)
-    except DownloadError as exc:  # offline, unreachable, timed out, or an answer that is not the Hub's
-        cached = hub.cached_results(cache.get(key), files=args.files)
-        if cached is not None:
-            when, results = cached
-            note = f"{exc} — showing the results cached {time.strftime('%Y-%m-%d %H:%M', time.localtime(when))}"
+    results, when, error = hub.search_kept(args.query, ctx.paths.cache_dir, files=args.files, limit=args.limit)
+    if error is not None:  # offline, unreachable, timed out, or an answer that is not the Hub's
+        if when is not None:
+            note = f"{error} — showing the results cached {time.strftime('%Y-%m-%d %H:%M', time.localtime(when))}"
         elif catalogue:
-            results = []
-            note = f"{exc} — showing catalogue matches only"
+            note = f"{error} — showing catalogue matches only"
         else:
-            raise
-    else:
-        cache[key] = {"time": time.time(), "results": results}
-        tmp = cache_file.with_name(cache_file.name + ".tmp")
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(cache), encoding="utf-8")
-            tmp.replace(cache_file)
-        except OSError as exc:  # a read-only or full cache folder costs the offline copy, not the answer
-            print(f"note: search results not kept for offline use ({exc.strerror or exc})", file=sys.stderr)
+            raise error
     if args.json:
         emit_json({"query": args.query, "results": results, "catalogue": catalogue, "cached": note is not None,
                    "note": note})

@@ -234,6 +234,32 @@ class DownloadRow(QWidget):
             self.done.emit(self.key, "cancelled; partial files removed", "cancelled")
 
 
+def _idle_note() -> str:
+    import os
+
+    from localchat.core.privacy.lockdown import USER_OFFLINE_ENV
+
+    if os.environ.get(USER_OFFLINE_ENV) == "1":
+        return ("Offline mode is on (HF_HUB_OFFLINE=1 when localchat started): the catalogue and the search results "
+                "kept from earlier searches are shown; Hugging Face is not contacted.")
+    return ("Works offline. Search, opening a Hub quant, Refresh and Download are the only things that use the "
+            "network, and only when you click them.")
+
+
+def _kept(query: str, cache_dir: Path, files: bool, endpoint: str | None) -> tuple[list[dict[str, Any]], str]:
+    """A search or a repo's files, kept for offline use (the same cache as ``localchat models search``): the results
+    and, when the Hub could not be asked, a note saying the results are the cached ones. Raises when nothing is
+    cached."""
+    from localchat.core.models.hub import search_kept
+
+    results, when, error = search_kept(query, cache_dir, files=files, endpoint=endpoint)
+    if error is None:
+        return results, ""
+    if when is None:
+        raise error
+    return results, f"{error} — showing the results kept from {time.strftime('%Y-%m-%d %H:%M', time.localtime(when))}"
+
+
 def _duration(s: float) -> str:
     s = int(s)
     return f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else f"{s // 60} min {s % 60:02d} s" \
@@ -341,8 +367,7 @@ class ModelsPage(QWidget):
         self.details.setObjectName("hint")
         self.details.setWordWrap(True)
         gl.addWidget(self.details)
-        self.note = QLabel("Works offline. Search, Refresh and Download are the only things that use the network, "
-                           "and only when you click them.")
+        self.note = QLabel(_idle_note())
         self.note.setObjectName("hint")
         self.note.setWordWrap(True)
         gl.addWidget(self.note)
@@ -404,18 +429,19 @@ class ModelsPage(QWidget):
     @Slot(str, object)
     def _on_task_done(self, kind: str, result: Any) -> None:
         self._finish_task(kind)
-        if kind == "search":
-            self.search_results = result
-            self.mode = "search"
-            self.note.setText(f"{len(result)} GGUF repos on Hugging Face. Pick one and click Files… to see its "
-                              f"models by quantisation.")
-        elif kind == "files":
-            self.repo_files = result
-            self.mode = "files"
-            n = len(result)
-            self.note.setText(f"{n} model{'s' if n != 1 else ''} in {self.repo_shown}, sizes and sha256 from the Hub "
-                              f"(split models are downloaded as one). Select one for its exact fit and speed here: "
-                              f"its GGUF header is read from the Hub, a few MB.")
+        if kind in ("search", "files"):
+            results, cached_note = result
+            n = len(results)
+            if kind == "search":
+                self.search_results = results
+                text = f"{n} GGUF repos on Hugging Face. Pick one and click Files… to see its models by quantisation."
+            else:
+                self.repo_files = [RemoteModel.from_dict(r) for r in results]
+                text = (f"{n} model{'s' if n != 1 else ''} in {self.repo_shown}, sizes and sha256 from the Hub (split "
+                        f"models are downloaded as one). Select one for its exact fit and speed here: its GGUF header "
+                        f"is read from the Hub, a few MB.")
+            self.mode = kind
+            self._set_note(cached_note or text, error=bool(cached_note))
         elif kind == "refresh":
             report: RefreshReport = result
             failed = f"; not reachable: {', '.join(report.failed)}" if report.failed else ""
@@ -753,33 +779,28 @@ class ModelsPage(QWidget):
 
     @Slot()
     def search_hub(self) -> None:
-        from localchat.core.models.hub import search
-
         query = self.search_field.text().strip()
         if not query or self.busy("search"):
             return
         self.note.setText(f"Searching Hugging Face for “{query}”…")
-        endpoint = self.endpoint
-        self._background("search", lambda: search(query, endpoint=endpoint))
+        endpoint, cache_dir = self.endpoint, self.ctx.paths.cache_dir
+        self._background("search", lambda: _kept(query, cache_dir, False, endpoint))
         self._update_buttons()
 
     def list_files(self, repo: str) -> None:
-        from localchat.core.models.hub import repo_models
-
         if self.busy("files"):
             return
         self.repo_shown = repo
         self.exact = {k: v for k, v in self.exact.items() if not isinstance(v, str)}  # listing again retries those
         self.note.setText(f"Listing the GGUF files of {repo}…")
-        endpoint = self.endpoint
-        self._background("files", lambda: repo_models(repo, endpoint=endpoint))
+        endpoint, cache_dir = self.endpoint, self.ctx.paths.cache_dir
+        self._background("files", lambda: _kept(repo, cache_dir, True, endpoint))
         self._update_buttons()
 
     @Slot()
     def show_catalogue(self) -> None:
         self.mode = "catalogue"
-        self.note.setText("Works offline. Search, Refresh and Download are the only things that use the network, "
-                          "and only when you click them.")
+        self._set_note(_idle_note())
         self.refresh()
 
     @Slot()

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -260,6 +261,42 @@ def cached_results(entry: Any, files: bool) -> tuple[float, list[dict[str, Any]]
     except (_Malformed, KeyError, TypeError):
         return None
     return float(when), results
+
+
+SEARCH_CACHE = "hub-search.json"  # in the cache dir: the last answer per query, for offline use
+
+
+def search_kept(query: str, cache_dir: Path, *, files: bool = False, limit: int = 20,
+                endpoint: str | None = None) -> tuple[list[dict[str, Any]], float | None, DownloadError | None]:
+    """A search (or, with ``files``, the repo ``query``'s GGUF models as dicts), kept in the cache dir for offline
+    use: ``(results, None, None)`` when the Hub answered; when it could not be asked (offline mode, no network, an
+    answer that is not the Hub's), ``(cached results, their time, the error)``, or ``([], None, error)`` when
+    nothing is kept for that query. ``localchat models search`` and the Models page share it."""
+    import sys
+
+    cache_file = Path(cache_dir) / SEARCH_CACHE
+    key = f"{'files' if files else 'search'}:{query}"
+    try:
+        cache = json.loads(cache_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        cache = {}
+    if not isinstance(cache, dict):
+        cache = {}
+    try:
+        results = [m.to_dict() for m in repo_models(query, endpoint=endpoint)] if files else \
+            search(query, limit=limit, endpoint=endpoint)
+    except DownloadError as exc:
+        cached = cached_results(cache.get(key), files=files)
+        return (cached[1], cached[0], exc) if cached is not None else ([], None, exc)
+    cache[key] = {"time": time.time(), "results": results}
+    tmp = cache_file.with_name(cache_file.name + ".tmp")
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(cache), encoding="utf-8")
+        tmp.replace(cache_file)
+    except OSError as exc:  # a read-only or full cache folder costs the offline copy, not the answer
+        print(f"note: search results not kept for offline use ({exc.strerror or exc})", file=sys.stderr)
+    return results, None, None
 
 
 class _Malformed(Exception):

@@ -174,3 +174,39 @@ def test_a_hostile_hub_header_is_said_in_the_details(qtbot, isolated_home: Path,
         assert "not a usable GGUF" in page.details.text() and "\n" not in page.details.text()
         assert action(page, 0).text() in ("Download", "No room")  # the estimate and the button stay
         page.shutdown()
+
+
+def test_offline_the_page_says_so_and_shows_kept_results(qtbot, isolated_home: Path, starter_model: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCALCHAT_USER_OFFLINE", "0")
+    state = HubState(repos={REPO: {FILE: starter_model.read_bytes()}})
+    with FakeHub(state) as hub:
+        page = ModelsPage(open_context(isolated_home), endpoint=hub.url)
+        qtbot.addWidget(page)
+        page.search_field.setText("repo")
+        page.search_hub()
+        qtbot.waitUntil(lambda: page.mode == "search", timeout=30_000)
+        page.list_files(REPO)
+        qtbot.waitUntil(lambda: page.mode == "files", timeout=30_000)
+        page.shutdown()
+        requests = len(state.requests)
+        monkeypatch.setenv("LOCALCHAT_USER_OFFLINE", "1")  # the next start is offline
+        page = ModelsPage(open_context(isolated_home), endpoint=hub.url)
+        qtbot.addWidget(page)
+        assert "Offline mode is on" in page.note.text()
+        page.search_field.setText("repo")
+        page.search_hub()
+        qtbot.waitUntil(lambda: page.mode == "search", timeout=30_000)
+        assert column(page.table, 0) == [REPO] and "showing the results kept from" in page.note.text()
+        assert "offline mode is on" in page.note.text()
+        page.list_files(REPO)
+        qtbot.waitUntil(lambda: page.mode == "files", timeout=30_000)
+        assert column(page.table, 1) == ["Q4_1"] and "kept from" in page.note.text()
+        page.search_field.setText("never searched")
+        page.search_hub()
+        qtbot.waitUntil(lambda: not page.busy("search"), timeout=30_000)
+        assert "offline mode is on" in page.note.text() and page.mode == "files"
+        assert len(state.requests) == requests  # nothing asked of the Hub
+        page.show_catalogue()
+        assert "Offline mode is on" in page.note.text()
+        page.shutdown()
