@@ -275,7 +275,8 @@ def start_worker_relay(isolation: dict[str, Any], control: socket.socket, peers:
                                    f"({', '.join(relay.endpoints)}), through which the app connects only to "
                                    f"{', '.join(relay.peers)}")
     isolation["relay"] = info
-    isolation["scope"] = "only these peers"
+    if isolation.get("isolated"):  # the claim is made only where the evidence holds
+        isolation["scope"] = "only these peers"
     return relay
 
 

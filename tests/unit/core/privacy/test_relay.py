@@ -30,6 +30,7 @@ from localchat.core.privacy.relay import (
     parse_peer,
     parse_peers,
     probe_peer,
+    start_worker_relay,
 )
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -312,3 +313,16 @@ def test_malformed_control_requests_are_refused_and_the_relay_goes_on(helper: He
         worker_end.close()
     finally:
         relay.close()
+
+
+def test_no_only_these_peers_claim_without_isolation() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    isolation = {"isolated": False, "mode": "none", "reason": "isolation turned off"}
+    relay = start_worker_relay(isolation, a, ["127.0.0.1:50052"])
+    try:
+        assert isolation["relay"]["listen"] == relay.endpoints and len(relay.endpoints) == 1
+        assert "scope" not in isolation and isolation["reason"] == "isolation turned off"
+    finally:
+        relay.close()
+        a.close()
+        b.close()
