@@ -52,6 +52,67 @@ def _prompt(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _peers(text: str) -> Any:
+    """``--rpc``: HOST:PORT[,HOST:PORT…] of helper machines (IP addresses; LAN-only is checked in ``run``)."""
+    from localchat.core.privacy.relay import PeerError, parse_peers
+
+    try:
+        return parse_peers(text, allow_public=True)
+    except PeerError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_rpc_arguments(p: argparse.ArgumentParser) -> None:
+    """``--rpc`` and ``--rpc-allow-public`` (shared by the commands that load a model)."""
+    p.add_argument("--rpc", type=_peers, default=None, metavar="HOST:PORT[,HOST:PORT…]",
+                   help="LAN mode: also use these helper machines running llama.cpp's rpc-server (unauthenticated "
+                        "and unencrypted: trusted LAN only; see docs/RPC.md)")
+    p.add_argument("--rpc-allow-public", action="store_true",
+                   help="allow --rpc helpers outside loopback/private/link-local addresses")
+
+
+def checked_peers(args: argparse.Namespace) -> list[Any]:
+    """The ``--rpc`` helpers, refusing public addresses unless ``--rpc-allow-public``.
+
+    Raises:
+        PeerError: one line naming the first public helper.
+    """
+    from localchat.core.privacy.relay import PeerError
+
+    peers = list(args.rpc or [])
+    if not args.rpc_allow_public:
+        for peer in peers:
+            if peer.scope == "public":
+                raise PeerError(f"--rpc {peer.endpoint} is not a LAN address; llama.cpp's RPC is unauthenticated "
+                                "and unencrypted, so helpers must be on your own network (to use it anyway, add "
+                                "--rpc-allow-public)")
+    return peers
+
+
+def helper_lines(client: Any) -> list[str]:
+    """LAN mode, for the terminal: what went to each helper (the app's counts) and any refused request."""
+    report = client.relay_report()
+    if not report:
+        return []
+    lines = []
+    for p in report["peers"]:
+        lines.append(f"[helper {p['peer']}: {p['connections']} connection(s), sent {p['bytes_sent']:,} B, received "
+                     f"{p['bytes_received']:,} B]")
+    for r in report["refused"]:
+        lines.append(f"[relay refused {r['peer']}: {r['reason']}]")
+    return lines
+
+
+def device_split(load_log: str) -> dict[str, float]:
+    """MiB of model weights per device, from llama.cpp's own load log ("RPC0[127.0.0.1:P] model buffer size = …")."""
+    import re
+
+    out: dict[str, float] = {}
+    for m in re.finditer(r"(\S+) model buffer size =\s*([\d.]+) MiB", load_log):
+        out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+    return out
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("chat", help="ask the model one question")
     p.add_argument("--model", "-m", default=None, help="library name or .gguf path (default: last used)")
@@ -65,6 +126,7 @@ def register(sub: Any) -> None:
     p.add_argument("--system", default=None, help="system prompt")
     p.add_argument("--isolation", choices=("off", "auto", "require"), default=None,
                    help="worker network sandbox (default: auto, or require when set in settings)")
+    add_rpc_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("prompt", type=_prompt, help="the question ('-' reads standard input)")
     p.set_defaults(func=run)
@@ -102,15 +164,18 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     if n_ctx < 256:
         return fail(f"--ctx must be at least 256 tokens, not {n_ctx}", 2)
     isolation = args.isolation or ctx.isolation_policy
+    peers = checked_peers(args)
 
-    with EngineClient(isolation=isolation) as client:
+    with EngineClient(isolation=isolation, peers=peers) as client:
         assert client.hello is not None
         if not args.json:
             warn_if_not_isolated(client.hello.isolation)
+            if peers:
+                sys.stderr.write(f"localchat: LAN mode: {client.hello.isolation.get('reason')}\n")
         # llama.cpp's devices are probed in this same sandboxed worker, then planned for here
         machine = detect(SystemProbes(isolation, engine=client))
         options, _plan = plan_load(path, n_ctx=n_ctx, settings=s, gpu_layers_override=args.gpu_layers,
-                                   machine=machine)
+                                   machine=machine, rpc_servers=client.rpc_servers or None)
         info = client.load(path, options)
         # the same sampling and history rules as the window (core.chat.conversation)
         system = args.system if args.system is not None else s.system_prompt
@@ -140,6 +205,7 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
         if result.error is not None:
             assert isinstance(result.error, ErrorChunk)
             return fail(result.error.message)
+        helpers = client.relay_report()
         assert result.stats is not None
         st = result.stats
         if args.json:
@@ -157,9 +223,13 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
                 "finish_reason": st.finish_reason,
                 "notices": result.notices,
                 "isolation": client.hello.isolation,
+                "helpers": helpers,
+                "split": device_split(info.load_log) if peers else None,
             })
         else:
             sys.stdout.write("\n")
             sys.stderr.write(f"[{st.completion_tokens} tokens, TTFT {st.ttft_s:.2f} s, "
                              f"{st.decode_tokens_per_s:.1f} tok/s]\n")
+            for line in helper_lines(client):
+                sys.stderr.write(line + "\n")
     return 0
