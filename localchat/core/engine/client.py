@@ -309,6 +309,25 @@ class EngineClient:
             if ev["ev"] == "error":
                 raise LocalChatError(f"llama.cpp device probe failed: {ev.get('message', 'unknown error')}")
 
+    def dry_run(self, path: str | os.PathLike[str], n_ctx: int, n_gpu_layers: int = 0, flash_attn: bool | None = None,
+                kv_type: str = "f16", timeout: float = 120.0) -> dict[str, Any]:
+        """llama.cpp's own compute buffer per device for ``path`` at ``n_ctx`` on this machine, from a dry run in
+        the (sandboxed) worker that allocates no weights (``ggml_probe.dry_run``; a sparse stand-in will do).
+
+        Raises:
+            LocalChatError: llama.cpp could not read the file or make the context.
+        """
+        self.start()
+        self._send({"op": "dryrun", "path": str(path), "n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers,
+                    "flash_attn": flash_attn, "kv_type": kv_type})
+        while True:
+            ev = self._next(timeout)
+            if ev["ev"] == "dryran" and isinstance(ev.get("result"), dict):
+                result: dict[str, Any] = ev["result"]
+                return result
+            if ev["ev"] == "error":
+                raise LocalChatError(f"llama.cpp dry run failed: {ev.get('message', 'unknown error')}")
+
     def ping(self, timeout: float = 5.0) -> bool:
         self._send({"op": "ping"})
         return bool(self._next(timeout)["ev"] == "pong")

@@ -9,6 +9,8 @@ Ops: ``load`` {path, options} → ``load_progress``*, ``loaded`` | ``error``;
 ``chat`` {id, messages, sampling} → ``chunk``*, then ``stats`` | ``error``;
 ``probe`` → ``probed`` {result} (the devices llama.cpp can offload to and the CPU repack types: the app plans
 on this, so llama.cpp's libraries are never loaded outside this sandboxed process);
+``dryrun`` {path, n_ctx, n_gpu_layers, flash_attn, kv_type} → ``dryran`` {result} (llama.cpp's compute buffer per
+device from a load that allocates nothing; a sparse stand-in of a file not downloaded yet will do);
 ``cancel`` {id}; ``unload`` → ``unloaded``; ``ping`` → ``pong``; ``shutdown``.
 
 LAN mode (``--relay-fd N --relay-peer HOST:PORT``…): after isolating, the worker brings its loopback up and listens
@@ -126,6 +128,15 @@ def serve(chan: Channel, isolation: dict[str, Any], relay_endpoints: list[str] |
                 finally:
                     runtime.logs = LogCapture()  # the probe installed its own log callback: take llama.cpp's back
                 chan.send({"ev": "probed", "result": result})
+            elif op == "dryrun":
+                from localchat.core.hardware.ggml_probe import dry_run
+
+                try:
+                    result = dry_run(str(msg["path"]), int(msg["n_ctx"]), int(msg.get("n_gpu_layers") or 0),
+                                     msg.get("flash_attn"), str(msg.get("kv_type") or "f16"))
+                finally:
+                    runtime.logs = LogCapture()  # the dry run installed its own log callback: take llama.cpp's back
+                chan.send({"ev": "dryran", "result": result})
             elif op == "unload":
                 runtime.unload()
                 chan.send({"ev": "unloaded"})

@@ -166,8 +166,11 @@ def probe() -> dict[str, Any]:
     return out
 
 
-def dry_run(path: str, n_ctx: int, n_gpu_layers: int = 0, flash_attn: bool | None = None, n_batch: int = 512,
-            n_ubatch: int = 512) -> dict[str, Any]:
+_KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}  # enum ggml_type
+
+
+def dry_run(path: str, n_ctx: int, n_gpu_layers: int = 0, flash_attn: bool | None = None, kv_type: str = "f16",
+            n_batch: int = 512, n_ubatch: int = 512) -> dict[str, Any]:
     """llama.cpp's own compute-buffer figure for ``path`` on this machine's devices, without loading the weights.
 
     ``no_alloc`` model params with no file mapping place the tensors and allocate nothing; creating the context
@@ -201,6 +204,7 @@ def dry_run(path: str, n_ctx: int, n_gpu_layers: int = 0, flash_attn: bool | Non
         if flash_attn is not None:
             cp.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
                                   else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        cp.type_k = cp.type_v = _KV_TYPES.get(kv_type, 1)
         ctx = llama_cpp.llama_init_from_model(model, cp)
         if not ctx:
             raise RuntimeError(f"llama.cpp could not make a {n_ctx}-token context for {Path(path).name}")

@@ -15,7 +15,7 @@ from model_shapes import split_gguf, write_r1_qwen14b_q4km
 from localchat.core.models.gguf_info import read_gguf
 from localchat.core.models.hub import repo_models
 from localchat.core.models.remote_gguf import BLOCK, HeaderTooLarge, read_remote_gguf
-from localchat.errors import DownloadError, InvalidModelFile
+from localchat.errors import DownloadError, InvalidModelFile, LocalChatError
 
 R1 = "DeepSeek-R1-Distill-Qwen-14B-Q4_K_M.gguf"
 
@@ -133,23 +133,12 @@ def test_fit_and_speed_from_the_remote_table_equal_the_downloaded_files(r1_file:
     assert "layers on the GPU" in fit.speed.label and fit.fetched < 8 * 2**20
 
 
-def _dry_run_in_child(path: Path, n_ctx: int, flash_attn: bool) -> dict:  # type: ignore[type-arg]
-    """llama.cpp's dry run in a child process: this test process never maps llama.cpp (the worker does, in the app)."""
-    import json
-    import subprocess
-    import sys
-
-    code = ("import json, sys; from localchat.core.hardware.ggml_probe import dry_run; "
-            f"print(json.dumps(dry_run({str(path)!r}, {n_ctx}, flash_attn={flash_attn!r})))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("flash_attn", [False, True])
 def test_a_stand_in_from_the_range_read_header_gives_llama_cpp_the_planned_compute_buffer(
-        r1_file: Path, tmp_path: Path, flash_attn: bool, online) -> None:
+        r1_file: Path, tmp_path: Path, online) -> None:
+    """llama.cpp's own figure, from a dry run in the sandboxed worker on a sparse stand-in written from the header
+    bytes read by Range requests, equals the plan's compute buffer (flash attention off and on)."""
+    from localchat.core.engine.client import EngineClient
     from localchat.core.hardware.detect import GIB, Machine
     from localchat.core.hardware.planner import ModelShape, plan_offload
     from localchat.core.models.remote_gguf import write_stand_in
@@ -162,8 +151,16 @@ def test_a_stand_in_from_the_range_read_header_gives_llama_cpp_the_planned_compu
     assert fetched < 8 * 2**20
     stand_in = write_stand_in(model, headers, tmp_path)
     assert stand_in.stat().st_size == model.size and stand_in.stat().st_blocks * 512 < 16 * 2**20  # sparse
-    got = _dry_run_in_child(stand_in, 8192, flash_attn)
-    plan = plan_offload(ModelShape.from_gguf(info), Machine("CPU", 2, 2, 512 * GIB, 512 * GIB), 8192,
-                        allow_ctx_reduction=False, flash_attn=flash_attn)
-    # llama.cpp rounds its log line to 0.01 MiB
-    assert abs(got["compute_bytes"]["CPU"] - plan.compute_bytes) <= 0.01 * 2**20, (got, plan.compute_bytes)
+    shape = ModelShape.from_gguf(info)
+    with EngineClient(isolation="auto") as worker:
+        iso = worker.hello.isolation if worker.hello else {}
+        assert not iso.get("isolated") or iso["netns"] != iso["parent_netns"]  # sandboxed where the kernel allows
+        for flash_attn in (False, True):
+            got = worker.dry_run(stand_in, 8192, 0, flash_attn)
+            plan = plan_offload(shape, Machine("CPU", 2, 2, 512 * GIB, 512 * GIB), 8192, allow_ctx_reduction=False,
+                                flash_attn=flash_attn)
+            # llama.cpp rounds its log line to 0.01 MiB
+            assert abs(got["compute_bytes"]["CPU"] - plan.compute_bytes) <= 0.01 * 2**20, (got, plan.compute_bytes)
+        with pytest.raises(LocalChatError, match=r"llama\.cpp dry run failed"):
+            worker.dry_run(tmp_path / "missing.gguf", 4096)
+        assert worker.ping()  # the worker lives on after a refused dry run
