@@ -259,11 +259,12 @@ def cmd_fit(ctx: AppContext, args: argparse.Namespace) -> int:
         speed = this_machine_speed(machine, ctx.settings.n_threads)
     except Exception:  # the speed is a nicety: the fit still shows
         speed = None
-    fit = fit_remote(model, machine, speed, n_ctx=args.ctx)
+    fit = fit_remote(model, machine, speed, n_ctx=args.ctx, confirm_isolation=ctx.isolation_policy)
     if args.json:
         emit_json({"repo": model.repo, "name": model.name, "quant": model.quant, "size": model.size,
                    "files": len(model.files), "header_bytes_read": fit.fetched, **fit.plan.to_dict(),
-                   "predicted_decode_tokens_per_s": fit.speed.to_dict() if fit.speed else None})
+                   "predicted_decode_tokens_per_s": fit.speed.to_dict() if fit.speed else None,
+                   "llama_cpp_compute_bytes": fit.llama_compute, "llama_cpp_error": fit.llama_error or None})
         return 0
     i = fit.info
     print(f"{model.repo}/{model.name}: {i.architecture}, {i.n_params / 1e9:.2f} B parameters, {i.quantisation}, "
@@ -271,6 +272,11 @@ def cmd_fit(ctx: AppContext, args: argparse.Namespace) -> int:
     print(f"here: {fit.plan.verdict} — {fit.plan.summary}")
     if fit.speed is not None and fit.plan.verdict != "too_large":
         print(f"decode: {fit.speed.label} ({fmt_tps(fit.speed.low)}–{fmt_tps(fit.speed.high)})")
+    if fit.llama_compute_bytes is not None:
+        print(f"llama.cpp's dry run here: compute buffer {fit.llama_compute_bytes / 2**20:,.1f} MiB (planned "
+              f"{fit.plan.compute_bytes / 2**20:,.1f} MiB)")
+    elif fit.llama_error:
+        print(f"llama.cpp could not confirm the compute buffer: {fit.llama_error}")
     for r in fit.plan.reasons:
         print(f"  - {r}")
     return 0

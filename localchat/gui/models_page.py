@@ -234,6 +234,15 @@ class DownloadRow(QWidget):
             self.done.emit(self.key, "cancelled; partial files removed", "cancelled")
 
 
+def _confirmation(fit: Any) -> str:
+    """llama.cpp's own figure next to the plan's, as the confirmation of the arithmetic."""
+    planned = fit.plan.compute_bytes / 2**20
+    if fit.llama_compute_bytes is not None:
+        return (f"; llama.cpp's dry run here: compute buffer {fit.llama_compute_bytes / 2**20:,.0f} MiB (planned "
+                f"{planned:,.0f} MiB)")
+    return f"; llama.cpp could not confirm the compute buffer ({fit.llama_error})" if fit.llama_error else ""
+
+
 def _idle_note() -> str:
     import os
 
@@ -710,7 +719,7 @@ class ModelsPage(QWidget):
                     s = this_machine_speed(m, ctx.settings.n_threads)
                 except Exception:  # the speed is a nicety: the fit still shows
                     log.exception("decode speed figures failed")
-            return fit_remote(model, m, s, endpoint=endpoint)
+            return fit_remote(model, m, s, endpoint=endpoint, confirm_isolation=ctx.isolation_policy)
 
         self.exact.pop(key, None)
         self._background(f"header:{key}", work)
@@ -737,7 +746,8 @@ class ModelsPage(QWidget):
                 f"{got.plan.summary}" + (f"; decode ~{fmt_tps(got.speed.value)} tok/s predicted "
                                          f"({fmt_tps(got.speed.low)}–{fmt_tps(got.speed.high)})"
                                          if got.speed is not None and got.verdict != "too_large" else "") +
-                f". From its GGUF header ({got.fetched / 1e6:.1f} MB read from Hugging Face).")
+                f". From its GGUF header ({got.fetched / 1e6:.1f} MB read from Hugging Face)" + _confirmation(got)
+                + ".")
         elif isinstance(got, str):
             self.details.setText(f"{m.name}: exact fit not available ({got}); the estimate uses the file size.")
         elif key not in self.exact and not self.busy(f"header:{key}"):

@@ -237,6 +237,12 @@ class RemoteFit:
     plan: OffloadPlan
     speed: SpeedPrediction | None
     fetched: int  # bytes of header read from the Hub
+    llama_compute: dict[str, int] | None = None  # llama.cpp's own compute buffer per device (the dry run)
+    llama_error: str = ""  # why the dry run could not confirm the plan
+
+    @property
+    def llama_compute_bytes(self) -> int | None:
+        return sum(self.llama_compute.values()) if self.llama_compute else None
 
     @property
     def verdict(self) -> str:
@@ -244,16 +250,42 @@ class RemoteFit:
 
 
 def fit_remote(model: RemoteModel, machine: Machine, speed: MachineSpeed | None = None, *,
-               endpoint: str | None = None, n_ctx: int = 8192, budget: int = HEADER_BUDGET) -> RemoteFit:
+               endpoint: str | None = None, n_ctx: int = 8192, budget: int = HEADER_BUDGET,
+               confirm_isolation: str | None = None) -> RemoteFit:
     """Read ``model``'s header from the Hub and plan it on ``machine`` at ``n_ctx`` (capped at its trained context),
     as a downloaded file would be planned; with ``speed``, the predicted decode speed too.
+
+    With ``confirm_isolation`` (the worker's isolation policy), llama.cpp confirms the plan's compute buffer: a
+    short-lived sandboxed worker dry-runs a sparse stand-in written from the header (``llama_compute``; a failure is
+    said in ``llama_error`` and the plan stands).
 
     Raises: as :func:`read_remote_gguf`.
     """
     from localchat.core.hardware.planner import ModelShape, plan_offload
     from localchat.core.hardware.speed import predict_decode
 
-    info, fetched = read_remote_gguf(model, endpoint, budget=budget)
+    headers: list[bytes] | None = [] if confirm_isolation is not None else None
+    info, fetched = read_remote_gguf(model, endpoint, budget=budget, headers=headers)
     shape = ModelShape.from_gguf(info)
     plan = plan_offload(shape, machine, min(n_ctx, info.context_length or n_ctx))
-    return RemoteFit(info, plan, predict_decode(shape, plan, speed) if speed is not None else None, fetched)
+    fit = RemoteFit(info, plan, predict_decode(shape, plan, speed) if speed is not None else None, fetched)
+    if headers is not None and confirm_isolation is not None:
+        fit = _confirm(fit, model, headers, confirm_isolation)
+    return fit
+
+
+def _confirm(fit: RemoteFit, model: RemoteModel, headers: list[bytes], isolation: str) -> RemoteFit:
+    import tempfile
+
+    from localchat.core.engine.client import EngineClient
+    from localchat.errors import LocalChatError
+
+    p = fit.plan
+    try:
+        with tempfile.TemporaryDirectory(prefix="localchat-stand-in-") as tmp, EngineClient(isolation) as worker:
+            got = worker.dry_run(write_stand_in(model, headers, Path(tmp)), p.n_ctx, p.n_gpu_layers, p.flash_attn,
+                                 p.kv_type)
+        compute = {str(k): int(v) for k, v in dict(got.get("compute_bytes") or {}).items()}
+        return replace(fit, llama_compute=compute or None, llama_error="" if compute else "no figure reported")
+    except (LocalChatError, OSError, ValueError, TypeError) as exc:
+        return replace(fit, llama_error=str(exc) or type(exc).__name__)

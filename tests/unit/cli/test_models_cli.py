@@ -264,8 +264,11 @@ def test_fit_reads_the_header_of_a_hub_model_before_downloading(isolated_home: P
                                                                                 "too_large")
         assert d["size"] == r1.stat().st_size and 0 < d["header_bytes_read"] < 8 * 2**20
         assert d["predicted_decode_tokens_per_s"] is None or d["predicted_decode_tokens_per_s"]["value"] > 0
+        assert d["llama_cpp_error"] is None and abs(sum(d["llama_cpp_compute_bytes"].values())
+                                                    - d["compute_bytes"]) <= 0.02 * 2**20
         text = localchat("models", "fit", "org/R1-14B-GGUF", "--ctx", "4096", home=isolated_home, **env)
         assert text.returncode == 0 and "14.77 B parameters" in text.stdout and "here: " in text.stdout
+        assert "llama.cpp's dry run here: compute buffer" in text.stdout
         bad = localchat("models", "fit", "org/bad", home=isolated_home, **env)
         assert bad.returncode != 0 and "not a usable GGUF" in bad.stderr and "Traceback" not in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1

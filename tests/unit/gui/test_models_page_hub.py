@@ -153,6 +153,11 @@ def test_opening_a_hub_quant_reads_its_header_for_the_exact_fit_and_speed(qtbot,
         assert "tok/s" in column(page.table, 4)[0] and "Exact, from the file's tensor table" in \
             page.table.item(0, 3).toolTip()
         assert "14.77 B parameters" in page.details.text() and "48 layers" in page.details.text()
+        fit = page.exact[f"org/R1-14B-GGUF/{name}"]
+        # llama.cpp confirms the plan: its dry run in a sandboxed worker, on a stand-in written from the header
+        assert fit.llama_compute_bytes is not None, fit.llama_error
+        assert abs(fit.llama_compute_bytes - fit.plan.compute_bytes) <= 0.01 * 2**20 * len(fit.llama_compute)
+        assert "llama.cpp's dry run here: compute buffer" in page.details.text()
         assert state.served_by_file[name] < 8 * 2**20 < r1.stat().st_size  # a few MB of a 9 GB file
         reads = len([r for r in state.requests if "/resolve/" in r])
         page.refresh()  # known now: not read again
