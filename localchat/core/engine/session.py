@@ -12,12 +12,14 @@ from pathlib import Path
 
 from localchat.core.engine.protocol import LoadOptions
 from localchat.core.hardware.detect import Machine
-from localchat.core.hardware.planner import ModelShape, OffloadPlan, kv_bytes
+from localchat.core.hardware.planner import ModelShape, OffloadPlan, compute_bytes, kv_bytes
 from localchat.errors import LocalChatError, ModelLoadError
 from localchat.settings import Settings
 
 log = logging.getLogger(__name__)
 FRESH_S = 5.0  # a plan for a load uses free GPU memory measured at most this long ago
+N_BATCH, N_UBATCH = 2048, 512  # llama.cpp's own tools' prompt batch and micro-batch
+TIGHT_UBATCH = 128  # where the plan says the model does not fit: a compute buffer about a quarter the size
 
 
 def plan_load(path: Path, *, n_ctx: int, settings: Settings, gpu_layers_override: int | None = None,
@@ -64,7 +66,18 @@ def plan_load(path: Path, *, n_ctx: int, settings: Settings, gpu_layers_override
         layers = plan.n_gpu_layers
     else:
         layers = plan.n_layers + 1 if override < 0 else override
+    n_batch, n_ubatch = N_BATCH, N_UBATCH
+    if plan.verdict == "too_large":
+        # the compute buffer grows with the micro-batch; a smaller one costs some prompt speed, not answers
+        from localchat.core.models.gguf_info import read_gguf
+
+        n_batch, n_ubatch = 4 * TIGHT_UBATCH, TIGHT_UBATCH
+        shape = ModelShape.from_gguf(read_gguf(path))
+        plan.reasons.append(f"memory is tight: prompts are evaluated {n_ubatch} tokens at a time (compute buffer "
+                            f"{_gib(compute_bytes(shape, n_ctx, plan.flash_attn, n_ubatch))} instead of "
+                            f"{_gib(plan.compute_bytes)})")
     options = LoadOptions(n_ctx=n_ctx, n_gpu_layers=layers, n_threads=settings.n_threads,
+                          n_batch=n_batch, n_ubatch=n_ubatch,
                           flash_attn=plan.flash_attn, kv_type=plan.kv_type if plan.flash_attn else "f16",
                           tensor_split=plan.tensor_split if layers else None)
     if rpc_servers:

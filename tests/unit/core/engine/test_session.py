@@ -62,3 +62,14 @@ def test_context_past_training_is_said_and_what_cannot_fit_is_refused(starter_mo
                           "16.0 GiB of free memory: use a context of 8192 tokens or less")
     with pytest.raises(ModelLoadError, match="use a context of 2304 tokens or less"):
         check_context(starter_model, 4096, Machine("test CPU", 8, 16, GIB, int(0.05 * GIB), ()))
+
+
+def test_prompt_batches_as_llama_cpp_chooses_them_smaller_where_memory_is_tight(tmp_path: Path) -> None:
+    path = write_r1_qwen14b_q4km(tmp_path / "r1.gguf", with_tokenizer=False)
+    opts, plan = plan_load(path, n_ctx=4096, settings=Settings(), machine=gpu_machine(12))
+    assert plan is not None and plan.verdict == "full_gpu"
+    assert (opts.n_batch, opts.n_ubatch) == (2048, 512)  # llama.cpp's own defaults
+    opts, plan = plan_load(path, n_ctx=4096, settings=Settings(), machine=cpu_machine(4))
+    assert plan is not None and plan.verdict == "too_large"
+    assert (opts.n_batch, opts.n_ubatch) == (512, 128)
+    assert any(r.startswith("memory is tight: prompts are evaluated 128 tokens at a time") for r in plan.reasons)
