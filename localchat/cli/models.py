@@ -194,7 +194,8 @@ def cmd_search(ctx: AppContext, args: argparse.Namespace) -> int:
             gated = "  (gated: needs a login)" if r.get("gated") else ""
             print(f"{r['quant']:<10} {_gb(r['size']):>9}  {r['name']}  ({len(r['files'])} file(s)){gated}")
         else:
-            print(f"{r['repo']}  ↓{r.get('downloads') or 0}" + ("  (gated)" if r.get("gated") else ""))
+            print(f"{r['repo']}  ↓{r.get('downloads') or 0}" + (f"  {r['license']}" if r.get("license") else "")
+                  + ("  (gated)" if r.get("gated") else ""))
     if not results and not catalogue:
         print("nothing found", file=sys.stderr)
     return 0

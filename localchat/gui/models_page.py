@@ -639,15 +639,17 @@ class ModelsPage(QWidget):
 
     def _fill_search(self) -> None:
         self.where.setText(f"Hugging Face: “{self.search_field.text().strip()}”")
-        self._set_columns(["repo", "downloads", "likes", "access", ""])
+        self._set_columns(["repo", "author", "downloads", "likes", "licence", "access", ""])
         self.table.setRowCount(len(self.search_results))
         for i, r in enumerate(self.search_results):
             item = QTableWidgetItem(r["repo"])
             item.setData(Qt.ItemDataRole.UserRole, r["repo"])
             self.table.setItem(i, 0, item)
-            self.table.setItem(i, 1, QTableWidgetItem(f"{r.get('downloads') or 0:,}"))
-            self.table.setItem(i, 2, QTableWidgetItem(f"{r.get('likes') or 0:,}"))
-            self.table.setItem(i, 3, QTableWidgetItem("gated: needs a login" if r.get("gated") else "public"))
+            self.table.setItem(i, 1, QTableWidgetItem(r["repo"].split("/")[0] if "/" in r["repo"] else ""))
+            self.table.setItem(i, 2, QTableWidgetItem(f"{r.get('downloads') or 0:,}"))
+            self.table.setItem(i, 3, QTableWidgetItem(f"{r.get('likes') or 0:,}"))
+            self.table.setItem(i, 4, QTableWidgetItem(r.get("license") or "?"))
+            self.table.setItem(i, 5, QTableWidgetItem("gated: needs a login" if r.get("gated") else "public"))
             self._action_cell(i, "Files…", partial(self.list_files, r["repo"]))
 
     def _fill_files(self, installed_files: set[str]) -> None:

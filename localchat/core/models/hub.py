@@ -377,7 +377,13 @@ def _search_results(data: Any, limit: int) -> list[dict[str, Any]]:
         if not isinstance(repo, str) or not REPO_RE.match(repo):
             raise _Malformed(f"a repo name is {_brief(repo)}")
         downloads, likes = m.get("downloads"), m.get("likes")
-        out.append({"repo": repo,
+        tags = m.get("tags")
+        licence = next((t[8:] for t in tags[:1000] if isinstance(t, str) and t.startswith("license:")
+                        and 8 < len(t) <= 72 and t.isprintable()), None) if isinstance(tags, list) else None
+        if licence is None and isinstance(m.get("license"), str) and 0 < len(m["license"]) <= 64 \
+                and m["license"].isprintable():
+            licence = m["license"]  # a kept result (the cache stores the field itself)
+        out.append({"repo": repo, "license": licence,
                     "downloads": None if downloads is None else _count(downloads, f"the downloads of {repo}"),
                     "likes": None if likes is None else _count(likes, f"the likes of {repo}"),
                     "gated": _flag(m.get("gated"), f"gated of {repo}")})

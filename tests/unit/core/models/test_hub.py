@@ -177,3 +177,19 @@ def test_the_local_hub_speaks_what_hf_hub_download_expects(hub: FakeHub, tmp_pat
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     p = hf_hub_download(REPO, "tiny-Q4_K_M.gguf", cache_dir=tmp_path, endpoint=hub.url)
     assert Path(p).read_bytes() == DATA["tiny-Q4_K_M.gguf"] and COMMIT in p
+
+
+def test_search_results_carry_the_licence_from_the_tags_and_odd_tags_are_ignored(
+        hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from localchat.core.models.hub import search_kept
+
+    monkeypatch.setenv("LOCALCHAT_USER_OFFLINE", "0")
+    hub.state.search_fields[REPO] = {"tags": ["gguf", "license:apache-2.0", "region:us"]}
+    hub.state.search_fields["test-org/other-GGUF"] = {"tags": [7, None, "license:" + "x" * 5000, {"a": 1}] * 5000}
+    results = {r["repo"]: r for r in search("test-org", endpoint=hub.url)}
+    assert results[REPO]["license"] == "apache-2.0" and results["test-org/other-GGUF"]["license"] is None
+    kept, when, error = search_kept("test-org", tmp_path, endpoint=hub.url)
+    assert error is None and when is None and {r["repo"]: r["license"] for r in kept}[REPO] == "apache-2.0"
+    monkeypatch.setenv("LOCALCHAT_USER_OFFLINE", "1")
+    kept, when, error = search_kept("test-org", tmp_path, endpoint=hub.url)  # offline: the kept copy, licence too
+    assert error is not None and when is not None and {r["repo"]: r["license"] for r in kept}[REPO] == "apache-2.0"

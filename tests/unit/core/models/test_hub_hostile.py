@@ -124,7 +124,7 @@ def test_search_results_are_checked_and_limited(hub: FakeHub) -> None:
     hub.state.api_body = json.dumps([{"id": f"o/r{i}", "downloads": i, "gated": "auto"} for i in range(50)]).encode()
     found = search("r", limit=5, endpoint=hub.url)
     assert [r["repo"] for r in found] == [f"o/r{i}" for i in range(5)]
-    assert found[1] == {"repo": "o/r1", "downloads": 1, "likes": None, "gated": True}
+    assert found[1] == {"repo": "o/r1", "license": None, "downloads": 1, "likes": None, "gated": True}
 
 
 @pytest.mark.parametrize("repo", ["", "a/b/c", "../x", "a--b/c", "o/" + "n" * 97, "o/n?x=1", "o/n m"])
