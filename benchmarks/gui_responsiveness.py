@@ -84,7 +84,7 @@ def open_long_conversation(w) -> float:  # type: ignore[no-untyped-def]
         w.store.add_message(conv.id, "user", f"Question {i}: explain step {i}.")
         w.store.add_message(conv.id, "assistant", SYNTHETIC_BLOCK.format(n=i))
     t0 = time.perf_counter()
-    w.open_conversation(conv.id)
+    w.conversations.open(conv.id)
     return time.perf_counter() - t0
 
 
@@ -95,7 +95,7 @@ def feed_synthetic(w, loop, n_tokens: int = 3000, rate: float = 500.0) -> int:  
     from localchat.core.chat.messages import ContentChunk, ReasoningChunk, StatsChunk, TurnStats
 
     tokens = synthetic_tokens(n_tokens)
-    rid = w.current_request = "synthetic"
+    rid = w.turn_controller.current_request = "synthetic"
     w.chat.begin_stream("synthetic")
     thoughts = [(ReasoningChunk, t + " ") for t in ("Let me think about the next step first. " * 150).split(" ")]
     stream = thoughts + [(ContentChunk, t) for t in tokens]
@@ -104,11 +104,11 @@ def feed_synthetic(w, loop, n_tokens: int = 3000, rate: float = 500.0) -> int:  
     while sent < len(stream):
         due = min(len(stream), int((time.monotonic() - start) * rate))
         for kind, t in stream[sent:due]:
-            w._on_chunk(kind(rid, t))
+            w.turn_controller.on_chunk(kind(rid, t))
         sent = due
         QTimer.singleShot(2, loop.quit)
         loop.exec()
-    w._on_chunk(StatsChunk(rid, TurnStats(10, len(stream), 0.1, rate, len(stream) / rate, "stop")))
+    w.turn_controller.on_chunk(StatsChunk(rid, TurnStats(10, len(stream), 0.1, rate, len(stream) / rate, "stop")))
     return len(stream)
 
 
@@ -159,8 +159,8 @@ def stalls(mode: str) -> tuple[float, float, int]:
         tokens = feed_synthetic(w, loop)
     elif mode == "model":
         w.input.setPlainText("Write a long, detailed story about a lighthouse keeper and a storm at sea.")
-        w.send()
-        while w.current_request is not None:
+        w.turn_controller.send()
+        while w.turn_controller.current_request is not None:
             QTimer.singleShot(10, loop.quit)
             loop.exec()
         tokens = int(w.chat.messages[-1].stats.get("completion_tokens", 0))

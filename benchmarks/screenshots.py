@@ -128,21 +128,21 @@ def main() -> int:
         wait(300)
         w.grab().save(str(out / f"welcome-{theme}.png"))
         w.input.setPlainText("What is the capital of France? Answer in one sentence.")
-        w.send()
-        wait_for(lambda w=w: w.current_request is None)
+        w.turn_controller.send()
+        wait_for(lambda w=w: w.turn_controller.current_request is None)
         w.input.setPlainText("Write a Python function that checks whether a number is prime.")
-        w.send()
-        rid = w.current_request
-        wait_for(lambda w=w: w.current_request is None)
+        w.turn_controller.send()
+        rid = w.turn_controller.current_request
+        wait_for(lambda w=w: w.turn_controller.current_request is None)
         # replace the tiny model's answer with a crafted reasoning + code stream through the same path
         w.chat.truncate(len(w.chat.messages) - 1)
-        w.current_request = rid = "crafted"
+        w.turn_controller.current_request = rid = "crafted"
         w.chat.begin_stream(w.model_name or "")
         for kind, text in CRAFTED:
             chunk = ReasoningChunk(rid, text) if kind == "reasoning" else ContentChunk(rid, text)
-            w._on_chunk(chunk)
+            w.turn_controller.on_chunk(chunk)
             wait(300)
-        w._on_chunk(StatsChunk(rid, TurnStats(31, 118, 0.21, 104.2, 1.3, "stop")))
+        w.turn_controller.on_chunk(StatsChunk(rid, TurnStats(31, 118, 0.21, 104.2, 1.3, "stop")))
         wait(200)
         w.chat._widgets[-1].reasoning.toggle.click()  # show the reasoning block opened
         wait(300)

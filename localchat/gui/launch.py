@@ -41,7 +41,7 @@ def launch(ctx: AppContext) -> int:
     except Exception as exc:  # no starter model is not fatal: the window says what to do
         log.warning("starter model unavailable: %s", exc)
     window = MainWindow(ctx)
-    reporter.savers.append(window.checkpoint)  # a crash dialog first saves the answer streaming, if any
+    reporter.savers.append(window.turn_controller.checkpoint)  # a crash dialog first saves the answer streaming, if any
     window.show()
     freeze_startup_objects()
     smoke_ms = os.environ.get("LOCALCHAT_SMOKE_QUIT_MS")  # packaging smoke test: open, paint, quit

@@ -19,9 +19,9 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFrame, QMessageBox, QScrollArea, QStackedWidget, QVBoxLayout, QWidget
 
 from localchat.gui.chat.display import DisplayMessage
+from localchat.gui.chat.markdown import MarkdownRenderer
 from localchat.gui.chat.messages import AssistantMessage, UserMessage
 from localchat.gui.chat.welcome import EmptyState
-from localchat.gui.chat.markdown import MarkdownRenderer
 from localchat.gui.theme import Theme, current
 
 RENDER_INTERVAL_MS = 50

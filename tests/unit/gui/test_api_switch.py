@@ -54,8 +54,8 @@ def win(qapp, guard: AuditGuard, tmp_path_factory: pytest.TempPathFactory, start
 
 @pytest.fixture
 def w(qtbot, win: MainWindow) -> MainWindow:
-    qtbot.waitUntil(lambda: win.load_info is not None and win.current_request is None, timeout=TIMEOUT)
-    win.new_conversation()
+    qtbot.waitUntil(lambda: win.load_info is not None and win.turn_controller.current_request is None, timeout=TIMEOUT)
+    win.conversations.new()
     return win
 
 
@@ -125,7 +125,7 @@ def window_answer(w: MainWindow) -> tuple[str, str]:
 
 
 def wait_window(qtbot, w: MainWindow) -> None:
-    qtbot.waitUntil(lambda: w.current_request is None and not w._pending_send, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not w.turn_controller.busy, timeout=TIMEOUT)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def baselines(win: MainWindow, qapp) -> dict[str, str]:
 def alone(qtbot, w: MainWindow, baselines: dict[str, str]) -> tuple[str, str]:
     """What the window and the API answer each on its own (greedy: the same every time)."""
     if not baselines:
-        w.new_conversation()
+        w.conversations.new()
         ask(qtbot, w, WINDOW_Q)
         wait_window(qtbot, w)
         baselines["window"], status = window_answer(w)
@@ -146,7 +146,7 @@ def alone(qtbot, w: MainWindow, baselines: dict[str, str]) -> tuple[str, str]:
         assert "error" not in box, box
         baselines["api"] = box["result"]["text"]
         assert baselines["api"]
-        w.new_conversation()
+        w.conversations.new()
     return baselines["window"], baselines["api"]
 
 
@@ -233,7 +233,7 @@ def test_window_turn_waits_for_an_api_turn_and_both_come_out_whole(qtbot, servin
     t, box = in_thread(stream, w, API_Q, started)
     qtbot.waitUntil(started.is_set, timeout=TIMEOUT)  # the API turn has the worker
     ask(qtbot, w, WINDOW_Q)
-    rid = w.current_request
+    rid = w.turn_controller.current_request
     wait_window(qtbot, w)
     qtbot.waitUntil(lambda: not t.is_alive(), timeout=TIMEOUT)
     assert "error" not in box, box
@@ -269,15 +269,36 @@ def test_stop_in_the_window_does_not_stop_the_api_turn(qtbot, serving: MainWindo
     t, box = in_thread(stream, w, API_Q, started)
     qtbot.waitUntil(started.is_set, timeout=TIMEOUT)
     ask(qtbot, w, WINDOW_Q)
-    rid = w.current_request
+    rid = w.turn_controller.current_request
     qtbot.waitUntil(lambda: rid in waited, timeout=TIMEOUT)  # queued behind the API turn
-    w.stop()  # withdraws the window's turn only
+    w.turn_controller.stop()  # withdraws the window's turn only
     wait_window(qtbot, w)
     qtbot.waitUntil(lambda: not t.is_alive(), timeout=TIMEOUT)
     assert "error" not in box, box
     assert box["result"]["text"] == api_alone and box["result"]["finish"] != "cancelled"
     content, status = window_answer(w)
     assert status == "stopped" and content == ""
+
+
+def test_worker_killed_during_an_api_turn(qtbot, serving: MainWindow, baselines: dict[str, str]) -> None:
+    w = serving
+    window_alone, api_alone = alone(qtbot, w, baselines)
+    started = threading.Event()
+    t, box = in_thread(stream, w, LONG_Q, started, 400)
+    qtbot.waitUntil(started.is_set, timeout=TIMEOUT)
+    w.bridge.kill_worker()
+    qtbot.waitUntil(lambda: not t.is_alive(), timeout=TIMEOUT)
+    assert isinstance(box.get("error"), openai.APIError) and "worker" in str(box["error"]), box  # said in the stream
+    qtbot.waitUntil(lambda: w.network_page.worker_pid is None, timeout=TIMEOUT)  # the window knows it is gone
+    with client(w) as c, pytest.raises(openai.APIStatusError) as down:
+        c.chat.completions.create(model=model_name(w), messages=API_Q, max_tokens=4)  # type: ignore[arg-type]
+    assert down.value.status_code == 503  # the API does not restart the window's worker
+    ask(qtbot, w, WINDOW_Q)  # the window's next turn does, with its model
+    wait_window(qtbot, w)
+    assert window_answer(w) == (window_alone, "complete") and w.network_page.worker_pid is not None
+    t, box = in_thread(stream, w, API_Q)
+    qtbot.waitUntil(lambda: not t.is_alive(), timeout=TIMEOUT)
+    assert box.get("result", {}).get("text") == api_alone, box
 
 
 def test_port_in_use_is_a_one_line_error(qtbot, w: MainWindow) -> None:

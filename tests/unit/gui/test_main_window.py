@@ -53,8 +53,8 @@ def win(qapp, home: Path, starter_model: Path) -> Iterator[MainWindow]:  # qapp:
 
 @pytest.fixture
 def w(qtbot, win: MainWindow) -> MainWindow:
-    qtbot.waitUntil(lambda: win.load_info is not None and win.current_request is None, timeout=TIMEOUT)
-    win.new_conversation()
+    qtbot.waitUntil(lambda: win.load_info is not None and win.turn_controller.current_request is None, timeout=TIMEOUT)
+    win.conversations.new()
     win.activateWindow()  # shortcuts (Esc) go to the active window; an earlier test may have opened another
     qtbot.waitUntil(win.isActiveWindow, timeout=5000)
     win.ctx.settings.temperature, win.ctx.settings.max_tokens = 0.0, 48
@@ -67,18 +67,18 @@ def ask(qtbot, w: MainWindow, text: str) -> None:
 
 
 def wait_done(qtbot, w: MainWindow) -> None:
-    qtbot.waitUntil(lambda: w.current_request is None and not w._pending_send, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not w.turn_controller.busy, timeout=TIMEOUT)
 
 
 def crafted_turn(w: MainWindow, rid: str = "crafted") -> None:
-    w.current_request = rid
+    w.turn_controller.current_request = rid
     w.chat.begin_stream("crafted-model")
 
 
 def test_question_streams_then_persists_across_a_restart(qtbot, w: MainWindow, home: Path) -> None:
     w.ctx.settings.max_tokens = 80
     ask(qtbot, w, "Which city is the capital of France? Explain its history in detail.")
-    assert w.current_request is not None and w.composer.busy and w.composer.button_text == "Stop"
+    assert w.turn_controller.current_request is not None and w.composer.busy and w.composer.button_text == "Stop"
     qtbot.waitUntil(lambda: bool(w.chat.messages[-1].content), timeout=TIMEOUT)
     assert w.chat.messages[-1].status == "streaming"  # tokens arrive before the answer completes
     wait_done(qtbot, w)
@@ -105,8 +105,8 @@ def test_stop_saves_partial_marked_stopped_and_regenerate_replaces_it(qtbot, w: 
     w.ctx.settings.max_tokens, w.ctx.settings.temperature = 600, 0.8
     ask(qtbot, w, LONG)
     qtbot.waitUntil(lambda: len(w.chat.messages[-1].content) > 40, timeout=TIMEOUT)
-    w.open_conversation(w.conversation_id)  # clicking the chat that is answering changes nothing
-    assert w.current_request is not None and w.chat.streaming is w.chat.messages[-1]
+    w.conversations.open(w.conversation_id)  # clicking the chat that is answering changes nothing
+    assert w.turn_controller.current_request is not None and w.chat.streaming is w.chat.messages[-1]
     qtbot.keyClick(w.chat, Qt.Key.Key_Escape)
     wait_done(qtbot, w)
     stopped = w.chat.messages[-1]
@@ -115,9 +115,9 @@ def test_stop_saves_partial_marked_stopped_and_regenerate_replaces_it(qtbot, w: 
     assert saved.status == "stopped" and saved.content == stopped.content
     assert saved.stats["finish_reason"] == "cancelled"
     assert "Stopped" in w.chat._widgets[-1].tag.text()
-    w.regenerate(len(w.chat.messages) - 1)
+    w.turn_controller.regenerate(len(w.chat.messages) - 1)
     qtbot.waitUntil(lambda: len(w.chat.messages[-1].content) > 10, timeout=TIMEOUT)
-    w.stop()
+    w.turn_controller.stop()
     wait_done(qtbot, w)
     assert [m.role for m in w.store.messages(w.conversation_id)] == ["user", "assistant"]  # replaced, not added
 
@@ -127,7 +127,7 @@ def test_killed_worker_error_in_chat_then_next_question_works(qtbot, w: MainWind
     ask(qtbot, w, LONG)
     old_pid = w.bridge.worker_pid
     # wait for a checkpoint: the partial answer is on disk while it streams
-    qtbot.waitUntil(lambda: w._stream_row is not None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: w.turn_controller.stream_row is not None, timeout=TIMEOUT)
     assert w.store.messages(w.conversation_id)[-1].status == "stopped"
     w.bridge.kill_worker()
     wait_done(qtbot, w)
@@ -169,16 +169,16 @@ def test_crafted_reasoning_stream_renders_and_exports_match(qtbot, w: MainWindow
                                                             monkeypatch) -> None:
     conv = w.store.create("Crafted")
     w.store.add_message(conv.id, "user", "Is 7 prime?")
-    w.open_conversation(conv.id)
+    w.conversations.open(conv.id)
     crafted_turn(w)
-    w._on_chunk(ReasoningChunk("crafted", "Check divisors up to sqrt(7): 2 does not divide it."))
+    w.turn_controller.on_chunk(ReasoningChunk("crafted", "Check divisors up to sqrt(7): 2 does not divide it."))
     m = w.chat.messages[-1]
     assert m.reasoning_open  # open while thinking
     qtbot.waitUntil(lambda: "Thinking" in w.chat._widgets[-1].reasoning.toggle.text(), timeout=2000)
-    w._on_chunk(ContentChunk("superseded", "IGNORED"))  # a superseded request's chunk is dropped
-    w._on_chunk(ContentChunk("crafted", "Yes, **7** is prime.\n\n```python\nprint(7)\n```\n"))
+    w.turn_controller.on_chunk(ContentChunk("superseded", "IGNORED"))  # a superseded request's chunk is dropped
+    w.turn_controller.on_chunk(ContentChunk("crafted", "Yes, **7** is prime.\n\n```python\nprint(7)\n```\n"))
     assert not m.reasoning_open  # collapsed once the answer starts
-    w._on_chunk(StatsChunk("crafted", TurnStats(10, 12, 0.1, 50.0, 0.5, "stop")))
+    w.turn_controller.on_chunk(StatsChunk("crafted", TurnStats(10, 12, 0.1, 50.0, 0.5, "stop")))
     assert m.status == "complete" and "IGNORED" not in m.content
     text = w.chat.plain_text()
     assert "Thought for" in text and "Check divisors" not in text and "print(7)" in text
@@ -190,8 +190,8 @@ def test_crafted_reasoning_stream_renders_and_exports_match(qtbot, w: MainWindow
     assert QGuiApplication.clipboard().text() == "print(7)"
     widget.reasoning.toggle.click()
     assert "Check divisors" in w.chat.plain_text()
-    md = w.export_conversation(conv.id, "md", str(tmp_path / "c.md"))
-    js = w.export_conversation(conv.id, "json", str(tmp_path / "c.json"))
+    md = w.conversations.export(conv.id, "md", str(tmp_path / "c.md"))
+    js = w.conversations.export(conv.id, "json", str(tmp_path / "c.json"))
     assert md is not None and js is not None
     data = json.loads(js.read_text())
     rows = w.store.messages(conv.id)
@@ -200,7 +200,7 @@ def test_crafted_reasoning_stream_renders_and_exports_match(qtbot, w: MainWindow
     assert data["messages"][1]["reasoning"] == m.reasoning and data["messages"][1]["content"] == m.content
     warned: list[str] = []
     monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]))
-    assert w.export_conversation(conv.id, "md", str(tmp_path)) is None  # a folder: refused, said, nothing lost
+    assert w.conversations.export(conv.id, "md", str(tmp_path)) is None  # a folder: refused, said, nothing lost
     assert "Could not write" in warned[0] and md.read_text()
     mdt = md.read_text()
     assert mdt.startswith("# Crafted") and "Is 7 prime?" in mdt and "```python\nprint(7)\n```" in mdt
@@ -210,9 +210,9 @@ def test_crafted_reasoning_stream_renders_and_exports_match(qtbot, w: MainWindow
 def test_engine_error_shows_retry(qtbot, w: MainWindow) -> None:
     conv = w.store.create("Overflow")
     w.store.add_message(conv.id, "user", "x " * 10)
-    w.open_conversation(conv.id)
+    w.conversations.open(conv.id)
     crafted_turn(w)
-    w._on_chunk(ErrorChunk("crafted", "context_overflow", "The message is 9000 tokens long."))
+    w.turn_controller.on_chunk(ErrorChunk("crafted", "context_overflow", "The message is 9000 tokens long."))
     m = w.chat.messages[-1]
     assert m.status == "error" and "raise the context length" in m.error
     widget = w.chat._widgets[-1]
@@ -226,11 +226,12 @@ def test_engine_error_shows_retry(qtbot, w: MainWindow) -> None:
 
 def test_no_remote_content_and_links_only_on_confirmed_click(qtbot, w: MainWindow, monkeypatch) -> None:
     conv = w.store.create("Remote")
-    w.open_conversation(conv.id)
+    w.conversations.open(conv.id)
     crafted_turn(w)
-    w._on_chunk(ContentChunk("crafted", "![tracker](https://example.com/pixel.png) <img src='http://x/y.png'> "
-                                        "[safe](https://example.org/page) [forged](lc-copy:0)"))
-    w._on_chunk(StatsChunk("crafted", TurnStats(1, 1, 0.1, 1.0, 0.1, "stop")))
+    w.turn_controller.on_chunk(ContentChunk(
+        "crafted", "![tracker](https://example.com/pixel.png) <img src='http://x/y.png'> "
+                   "[safe](https://example.org/page) [forged](lc-copy:0)"))
+    w.turn_controller.on_chunk(StatsChunk("crafted", TurnStats(1, 1, 0.1, 1.0, 0.1, "stop")))
     browsers = w.chat.findChildren(RichText)
     html = "".join(b.toHtml() for b in browsers)
     assert "<img" not in html and "image not loaded" in w.chat.plain_text()
@@ -251,16 +252,16 @@ def test_conversations_rename_search_delete_with_undo(qtbot, w: MainWindow) -> N
     a = w.store.create("Alpha chat")
     w.store.add_message(a.id, "user", "about zanzibarite crystals")
     b = w.store.create("Beta chat")
-    w.refresh_conversations()
+    w.conversations.refresh()
     w.sidebar.search.setText("zanzibarite")
     assert w.sidebar.ids() == [a.id]
     w.sidebar.search.setText("100%")  # LIKE wildcards are literal
     assert w.sidebar.ids() == []
     w.sidebar.search.setText("")
-    w.rename_conversation(b.id, "Renamed")
+    w.conversations.rename(b.id, "Renamed")
     assert w.store.get(b.id).title == "Renamed"
-    w.open_conversation(a.id)
-    w.delete_conversation(a.id)
+    w.conversations.open(a.id)
+    w.conversations.delete(a.id)
     assert a.id not in w.sidebar.ids() and w.conversation_id is None and w.toast.isVisible()
     assert w.toast.button.text() == "Undo"
     w.toast.button.click()
@@ -271,7 +272,7 @@ def test_theme_switch_rebuilds_the_conversation(qtbot, w: MainWindow) -> None:
     conv = w.store.create("Theme")
     w.store.add_message(conv.id, "user", "hello")
     w.store.add_message(conv.id, "assistant", "```python\nx = 1\n```")
-    w.open_conversation(conv.id)
+    w.conversations.open(conv.id)
     w.ctx.settings.theme = "dark"
     w.apply_theme()
     try:
@@ -289,14 +290,14 @@ def test_each_chat_keeps_its_model_and_settings(qtbot, w: MainWindow, starter_mo
     a = w.store.create("On twin", model="twin", sampling={"max_tokens": 8})
     w.store.add_message(a.id, "user", "Say one word.")
     b = w.store.create("On starter", model="smollm2-135m")
-    w.open_conversation(a.id)
+    w.conversations.open(a.id)
     assert w.model_name == "twin" and w.top.picker.currentData() == "twin"
     qtbot.waitUntil(lambda: w.load_info is not None, timeout=TIMEOUT)
-    w._start_turn()  # answer the stored question
+    w.turn_controller.start()  # answer the stored question
     wait_done(qtbot, w)
     assert w.chat.messages[-1].stats["completion_tokens"] <= 8  # the chat's own max_tokens
     assert w.chat.messages[-1].model == "twin"
-    w.open_conversation(b.id)
+    w.conversations.open(b.id)
     assert w.model_name == "smollm2-135m"
     w.top.picker.setCurrentIndex(w.top.picker.findData("twin"))
     w.top.picker.activated.emit(w.top.picker.currentIndex())  # the user picks another model for this chat
@@ -312,7 +313,7 @@ def test_long_conversation_opens_with_its_last_messages_then_the_rest(qtbot, w: 
     for i in range(15):
         w.store.add_message(conv.id, "user", f"question {i}")
         w.store.add_message(conv.id, "assistant", f"answer {i}\n\n```python\nx = {i}\n```")
-    w.open_conversation(conv.id)
+    w.conversations.open(conv.id)
     assert 0 < len(w.chat._widgets) < 30  # the newest at once...
     qtbot.waitUntil(lambda: len(w.chat._widgets) == 30, timeout=5000)  # ...the older ones between events
     assert [x.msg.content for x in w.chat._widgets] == [m.content for m in w.chat.messages]

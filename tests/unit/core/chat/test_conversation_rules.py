@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from localchat.core.chat.conversation import effective_sampling, history_for
 from localchat.core.chat.messages import ChatMessage
 from localchat.core.chat.store import Message
-from localchat.gui.main_window import effective_sampling, history_for
 from localchat.settings import Settings
 
 
