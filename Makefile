@@ -73,7 +73,7 @@ check: install
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 
-test: install model system-deps check
+test: install model system-deps check rpc-server
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install model
