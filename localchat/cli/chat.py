@@ -171,7 +171,7 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
         if not args.json:
             warn_if_not_isolated(client.hello.isolation)
             if peers:
-                sys.stderr.write(f"localchat: LAN mode: {client.hello.isolation.get('reason')}\n")
+                sys.stderr.write(f"localchat: inference worker: {client.hello.isolation.get('reason')}\n")
         # llama.cpp's devices are probed in this same sandboxed worker, then planned for here
         machine = detect(SystemProbes(isolation, engine=client))
         options, _plan = plan_load(path, n_ctx=n_ctx, settings=s, gpu_layers_override=args.gpu_layers,
