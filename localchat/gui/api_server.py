@@ -50,10 +50,12 @@ class ApiSwitch(QObject):
     Signals:
         stateChanged(str, str): the new state and a one-line detail (the URL, or what went wrong).
         windowWaiting(str, str): the window's turn or load (id) waits for the worker, held by the second.
+        workerDied(): the worker died during an API turn; the window's next turn restarts it.
     """
 
     stateChanged = Signal(str, str)
     windowWaiting = Signal(str, str)
+    workerDied = Signal()  # during an API turn (queued from the API's engine thread)
     _report = Signal(str, str)  # from the server thread, queued to the GUI thread
 
     def __init__(self, ctx: AppContext, worker: EngineWorker, parent: QObject | None = None) -> None:
@@ -126,7 +128,8 @@ class ApiSwitch(QObject):
                 return
             try:
                 w = self.worker
-                host = SharedModelHost(w.turns, lambda: w.loaded_model, self._installed, self.ctx.settings)
+                host = SharedModelHost(w.turns, lambda: w.loaded_model, self._installed, self.ctx.settings,
+                                       on_crash=self.workerDied.emit)
                 server = ApiServer(host, self.key, sock, ServerOptions(DEFAULT_HOST, port))
                 self.host, self._server = host, server
                 if self._stop.is_set():
@@ -276,10 +279,11 @@ def install(window: MainWindow) -> ApiSwitch:
     window.network_page.add_panel(switch.panel)
 
     def on_waiting(owner: str, holder: str) -> None:
-        if owner == window.current_request:
-            window._toast("Waiting for the API request running now to finish — your message is next.")
+        if owner == window.turn_controller.current_request:
+            window.show_toast("Waiting for the API request running now to finish — your message is next.")
         elif owner == window._load_id:
-            window._toast("The model loads as soon as the API request running now has finished.")
+            window.show_toast("The model loads as soon as the API request running now has finished.")
 
     switch.windowWaiting.connect(on_waiting)  # both on the GUI thread
+    switch.workerDied.connect(window._on_worker_stopped, Qt.ConnectionType.QueuedConnection)
     return switch

@@ -19,6 +19,7 @@ from localchat.core.api.host import RETRY_AFTER_S, ModelHost, ModelRef, RunningT
 from localchat.core.api.schema import ApiError
 from localchat.core.engine.client import EngineClient
 from localchat.core.engine.protocol import LoadInfo
+from localchat.errors import WorkerCrashed
 from localchat.settings import Settings
 
 MAX_WITHDRAWN = 64  # cancels of requests not (yet) waiting: kept briefly so a late starter still sees its cancel
@@ -115,13 +116,17 @@ class SharedModelHost(ModelHost):
         turns: the door to the window's worker (its engine thread uses the same one).
         loaded: the window's loaded model as (name, file), ``None`` while none is loaded or one loads.
         installed: the library's model names (a request for one of them that is not loaded is 409, not 404).
+        on_crash: called (engine thread) when the worker died during an API turn, so the window can say so; the
+            window's next turn restarts it, as after a crash in its own turn.
     """
 
     def __init__(self, turns: EngineTurns, loaded: Callable[[], tuple[str, Path] | None],
-                 installed: Callable[[], set[str]], settings: Settings, max_queue: int = 4) -> None:
+                 installed: Callable[[], set[str]], settings: Settings, max_queue: int = 4,
+                 on_crash: Callable[[], None] | None = None) -> None:
         self.turns = turns
         self.loaded = loaded
         self.installed = installed
+        self.on_crash = on_crash
         super().__init__(self._listed, settings, settings.n_ctx, max_queue=max_queue, engine=turns.client)
 
     def _listed(self) -> dict[str, ModelRef]:
@@ -155,7 +160,12 @@ class SharedModelHost(ModelHost):
         with self.turns.hold(turn.request.request_id) as mine:
             if mine:
                 self._check(self.model or "")  # the window may have switched models while this one waited
-            yield mine
+            try:
+                yield mine
+            except WorkerCrashed:
+                if self.on_crash is not None:
+                    self.on_crash()
+                raise
 
     def cancel_turn(self, request_id: str) -> None:
         self.turns.cancel(request_id)
