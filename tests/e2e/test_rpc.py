@@ -150,8 +150,8 @@ _INET = re.compile(r"sin6?_port=htons\((\d+)\).*?(?:inet_addr\(\"([\d.]+)\"\)|in
 
 
 def _trace(text: str) -> tuple[list[tuple[int, str, int, str]], set[int]]:
-    """(pid, address, port, result) of every AF_INET/6 connect, and the pids that entered a new network namespace
-    (or were cloned from one that had)."""
+    """(pid, address, port, result) of every AF_INET/6 connect and bind (address prefixed ``bind:``), and the pids
+    that entered a new network namespace (or were cloned from one that had)."""
     isolated: set[int] = set()
     connects = []
     for raw in text.splitlines():
@@ -165,12 +165,13 @@ def _trace(text: str) -> tuple[list[tuple[int, str, int, str]], set[int]]:
         elif re.match(r"(clone3?|fork|vfork)\(", rest) or ("resumed>" in rest and "clone" in rest):
             if result and int(result.group(1)) > 0 and pid in isolated:
                 isolated.add(int(result.group(1)))
-        elif rest.startswith("connect(") and ("AF_INET" in rest):
+        elif (rest.startswith("connect(") or rest.startswith("bind(")) and "AF_INET" in rest:
             a = _INET.search(rest)
             if a:
                 outcome = "0" if result and result.group(1) == "0" else (result.group(2).split()[0] if result
                                                                           and result.group(2).split() else "?")
-                connects.append((pid, a.group(2) or a.group(3), int(a.group(1)), outcome))
+                kind = "" if rest.startswith("connect(") else "bind:"
+                connects.append((pid, kind + (a.group(2) or a.group(3)), int(a.group(1)), outcome))
     return connects, isolated
 
 
@@ -182,7 +183,7 @@ def test_chat_splits_the_model_over_two_helpers_and_connects_only_to_them(helper
     log = tmp_path / "strace.log"
     rpc = ",".join(h.peer.endpoint for h in helpers)
     cmd = ["strace", "-f", "-qq", "--seccomp-bpf", "-o", str(log), "-e",
-           "trace=connect,unshare,clone,clone3,fork,vfork",
+           "trace=connect,bind,unshare,clone,clone3,fork,vfork",
            sys.executable, "-m", "localchat", "chat", "--model", str(starter_model), "--rpc", rpc, "--json",
            "--max-tokens", "24", "--seed", "1", "What is the capital of France?"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LOCALCHAT_HOME": str(tmp_path / "home")}
@@ -219,6 +220,9 @@ def test_chat_splits_the_model_over_two_helpers_and_connects_only_to_them(helper
     assert isolated, "no process entered a new network namespace: the trace proves nothing"
     relay = {int(e.rsplit(":", 1)[1]) for e in relay_ports}
     helper_ports = {h.port for h in helpers}
+    binds = [(pid in isolated, a, p) for pid, a, p, r in connects if a.startswith("bind:") and r == "0"]
+    assert binds and all(inside and a == "bind:127.0.0.1" for inside, a, _ in binds), binds  # the relay only
+    connects = [c for c in connects if not c[1].startswith("bind:")]
     worker_ok = [(a, p) for pid, a, p, r in connects if pid in isolated and r in ("0", "EINPROGRESS")]
     assert worker_ok and all(a == "127.0.0.1" and p in relay for a, p in worker_ok), worker_ok
     app = [(a, p, r) for pid, a, p, r in connects if pid not in isolated]
