@@ -38,6 +38,7 @@ from typing import Any
 from localchat.errors import LocalChatError
 
 MAX_PEERS = 16  # GGML_RPC_MAX_SERVERS
+MAX_OPEN = 64  # concurrent relayed connections per helper (llama.cpp keeps one per server; bounds a runaway worker)
 RPC_PROTO_MAJOR = 7  # the vendored llama.cpp's RPC_PROTO_MAJOR_VERSION: a helper must speak the same
 _RPC_CMD_HELLO = 14
 _CAPS_SIZE = 24
@@ -146,7 +147,7 @@ def probe_peer(peer: Peer, timeout: float = 5.0) -> dict[str, Any]:
     """
     t0 = time.perf_counter()
     try:
-        with socket.create_connection((peer.host, peer.port), timeout=timeout) as s:
+        with _connect(peer, timeout) as s:
             connect_ms = (time.perf_counter() - t0) * 1000
             s.sendall(bytes([_RPC_CMD_HELLO]) + struct.pack("<Q", _CAPS_SIZE) + bytes(_CAPS_SIZE))
             size = struct.unpack("<Q", _recv_exact(s, 8))[0]
@@ -154,6 +155,7 @@ def probe_peer(peer: Peer, timeout: float = 5.0) -> dict[str, Any]:
                 raise PeerError(f"helper {peer.endpoint} answered, but not as a llama.cpp rpc-server of this "
                                 "version (see docs/RPC.md)")
             major, minor, patch = _recv_exact(s, size)[:3]
+            hello_ms = (time.perf_counter() - t0) * 1000 - connect_ms
     except PeerError:
         raise
     except OSError as exc:
@@ -165,7 +167,21 @@ def probe_peer(peer: Peer, timeout: float = 5.0) -> dict[str, Any]:
     if major != RPC_PROTO_MAJOR:
         raise PeerError(f"helper {peer.endpoint} runs RPC protocol {major}.{minor}.{patch}, this localchat needs "
                         f"{RPC_PROTO_MAJOR}.x: build its rpc-server from this localchat (make rpc-server)")
-    return {"peer": peer.endpoint, "version": f"{major}.{minor}.{patch}", "connect_ms": round(connect_ms, 2)}
+    return {"peer": peer.endpoint, "version": f"{major}.{minor}.{patch}", "connect_ms": round(connect_ms, 2),
+            "hello_ms": round(hello_ms, 2)}
+
+
+def _connect(peer: Peer, timeout: float) -> socket.socket:
+    """A TCP connection to ``peer`` by address: no lookup (``create_connection`` would ask ``getaddrinfo``, which the
+    audit guard refuses for a LAN address in offline mode)."""
+    s = socket.socket(socket.AF_INET6 if ":" in peer.host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect((peer.host, peer.port))
+    except BaseException:
+        s.close()
+        raise
+    return s
 
 
 def _recv_exact(s: socket.socket, n: int) -> bytes:
@@ -459,6 +475,8 @@ class PeerRelay:
             problem = "malformed request (not a socket)"
         elif peer_text not in self._by_endpoint:
             problem = "not on the list of helper machines"
+        elif self.stats[peer_text].open >= MAX_OPEN:
+            problem = f"more than {MAX_OPEN} open connections to one helper"
         if problem is not None:
             for fd in fds:
                 os.close(fd)
@@ -481,7 +499,7 @@ class PeerRelay:
     def _connect_and_pump(self, inner: socket.socket, peer: Peer) -> None:
         st = self.stats[peer.endpoint]
         try:
-            outer = socket.create_connection((peer.host, peer.port), timeout=self.connect_timeout)
+            outer = _connect(peer, self.connect_timeout)
         except OSError as exc:
             with self._lock:
                 st.errors.append(f"connect: {exc.strerror or exc}")

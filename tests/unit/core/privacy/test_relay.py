@@ -326,3 +326,46 @@ def test_no_only_these_peers_claim_without_isolation() -> None:
         relay.close()
         a.close()
         b.close()
+
+
+@pytest.mark.netns
+def test_a_lan_helper_is_reached_through_the_offline_audit_guard_and_nothing_else() -> None:
+    # a real LAN address (a veth into a test namespace), with the app's guard in offline mode as in the app
+    from netns import namespace_host, netns_unavailable
+
+    why = netns_unavailable()
+    if why:
+        skip_or_fail(why)
+    with namespace_host(port=50052) as ns:
+        guard = AuditGuard(offline=True).install()
+        relay = PeerRelay([Peer(ns.peer_ip, ns.port)])
+        try:
+            fd = relay.open_channel()
+            worker_end = socket.socket(fileno=os.dup(fd))
+            relay.started()
+            a, b = socket.socketpair()
+            WorkerRelay(worker_end, [f"{ns.peer_ip}:{ns.port}"]).request(a, f"{ns.peer_ip}:{ns.port}")
+            a.close()
+            b.settimeout(10)
+            got = b""
+            while part := b.recv(100):
+                got += part
+            assert got == b"hello from the test namespace\n"
+            b.close()
+            worker_end.close()
+            with socket.socket() as s, pytest.raises(NetworkRefused):
+                s.connect((ns.peer_ip, ns.port + 1))  # the same machine, another port
+            events = [(e.event, e.destination, e.verdict) for e in guard.snapshot()]
+            assert ("socket.connect", f"{ns.peer_ip}:{ns.port}", "allowed-peer") in events
+            assert ("socket.connect", f"{ns.peer_ip}:{ns.port + 1}", "refused") in events
+            assert not any(ev == "socket.getaddrinfo" for ev, _, _ in events)  # by address, no lookup
+            for _ in range(100):
+                stats = relay.report()["peers"][0]
+                if stats["open"] == 0:
+                    break
+                threading.Event().wait(0.05)
+            assert stats["connections"] == 1 and stats["bytes_received"] == len(got)
+            assert stats["lost"].startswith(f"helper machine {ns.peer_ip}:{ns.port} closed the connection")  # it did
+        finally:
+            relay.close()
+            guard.uninstall()
