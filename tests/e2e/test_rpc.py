@@ -88,10 +88,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _listening(port: int) -> bool:
+def _listening(port: int, pid: int | str = "self") -> bool:
+    """A TCP listener on ``port`` in the network namespace of ``pid`` (read from /proc: no connection made)."""
     want = f":{port:04X} "
-    with open("/proc/net/tcp") as fh:
-        return any(want in line and line.split()[3] == "0A" for line in fh.readlines()[1:])
+    try:
+        with open(f"/proc/{pid}/net/tcp") as fh:
+            return any(want in line and line.split()[3] == "0A" for line in fh.readlines()[1:])
+    except OSError:
+        return False
 
 
 def _start_helper(tmp_path: Path, name: str) -> Helper:
@@ -313,3 +317,64 @@ def test_cli_refuses_public_and_hostile_helpers_in_one_line(tmp_path: Path) -> N
         assert proc.returncode != 0
         lines = proc.stderr.strip().splitlines()
         assert says in lines[-1] and "Traceback" not in proc.stderr, proc.stderr
+
+
+@contextlib.contextmanager
+def _lan_helper(tmp_path: Path) -> Iterator[Helper]:
+    """An rpc-server on a LAN address: inside a test namespace joined to the host by a veth pair (10.231.x.0/30)."""
+    n = os.getpid() % 200 + 20
+    name, veth = f"lc-rpc-{os.getpid()}", f"lcr{os.getpid() % 100000}"
+    host_ip, peer_ip = f"10.231.{n}.1", f"10.231.{n}.2"
+    cmds = [["ip", "netns", "add", name],
+            ["ip", "link", "add", veth, "type", "veth", "peer", "name", "lcpeer", "netns", name],
+            ["ip", "addr", "add", f"{host_ip}/30", "dev", veth], ["ip", "link", "set", veth, "up"],
+            ["ip", "-n", name, "addr", "add", f"{peer_ip}/30", "dev", "lcpeer"],
+            ["ip", "-n", name, "link", "set", "lcpeer", "up"], ["ip", "-n", name, "link", "set", "lo", "up"]]
+    proc = None
+    try:
+        for c in cmds:
+            subprocess.run(c, check=True, capture_output=True)
+        log = tmp_path / "lan-helper.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(["ip", "netns", "exec", name, str(RPC_SERVER), "-H", peer_ip, "-p", "50052",
+                                     "-t", "1"], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not _listening(50052, proc.pid):  # `ip netns exec` becomes rpc-server, in the test namespace
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"rpc-server did not start: {log.read_text(errors='replace')[-500:]}")
+            time.sleep(0.1)
+        yield Helper(proc, 50052, log, None, proc.pid)
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["ip", "link", "del", veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@pytest.mark.netns
+def test_a_helper_on_a_lan_address_answers_through_the_offline_app(tmp_path: Path, starter_model: Path) -> None:
+    from netns import netns_unavailable
+
+    if not RPC_SERVER.is_file():
+        skip_or_fail(f"no rpc-server at {RPC_SERVER} (make rpc-server builds it)")
+    if not _binding_has_rpc():
+        skip_or_fail("llama-cpp-python was built without the RPC backend (make install builds it with it)")
+    why = netns_unavailable()
+    if why:
+        skip_or_fail(why)
+    with _lan_helper(tmp_path) as helper:
+        peer = f"10.231.{os.getpid() % 200 + 20}.2:50052"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "LOCALCHAT_HOME": str(tmp_path / "home")}
+        proc = subprocess.run([sys.executable, "-m", "localchat", "chat", "--model", str(starter_model), "--rpc", peer,
+                               "--json", "--max-tokens", "12", "--seed", "1", "What is the capital of France?"],
+                              capture_output=True, text=True, timeout=900, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:] + helper.log.read_text(errors="replace")[-1000:]
+        out = json.loads(proc.stdout)
+        if not out["isolation"].get("isolated"):
+            skip_or_fail(f"the worker was not isolated: {out['isolation'].get('reason')}")
+        assert out["text"].strip()
+        assert out["isolation"]["scope"] == "only these peers" and out["isolation"]["relay"]["peers"] == [peer]
+        assert [d for d in out["split"] if d.startswith("RPC")] == [f"RPC0[{out['isolation']['relay']['listen'][0]}]"]
+        stats = out["helpers"]["peers"][0]
+        assert stats["peer"] == peer and stats["bytes_sent"] > 10 * 2**20 and out["helpers"]["refused"] == []
