@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -44,6 +43,7 @@ from localchat.gui.engine_bridge import EngineBridge, LoadRequest
 from localchat.gui.models_page import ModelsPage
 from localchat.gui.network_page import NetworkPage
 from localchat.gui.sidebar import Sidebar
+from localchat.gui.tasks import run_task
 from localchat.gui.toast import Toast
 
 log = logging.getLogger(__name__)
@@ -352,7 +352,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _warm_lexers(self) -> None:
-        threading.Thread(target=warm_lexers, name="warm-lexers", daemon=True).start()
+        run_task(self, warm_lexers, name="warm-lexers")
 
     @Slot()
     def _show_recovery_notice(self) -> None:
