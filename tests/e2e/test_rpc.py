@@ -251,6 +251,9 @@ def test_bytes_match_the_helpers_own_counters_and_a_lost_helper_is_one_line(help
         # the worker reaches helpers only through its relay: another server is refused before llama.cpp sees it
         with pytest.raises(LocalChatError, match="not this worker's relay ports"):
             client.load(starter_model, LoadOptions(n_ctx=512, n_gpu_layers=-1, rpc_servers=["127.0.0.1:9"]))
+        devices = client.rpc_devices()  # as llama.cpp's RPC backend reads them, through the worker and its relay
+        assert [d["peer"] for d in devices] == [h.peer.endpoint for h in helpers]
+        assert all(d["total"] >= d["free"] > 0 for d in devices)
         info = client.load(starter_model, LoadOptions(n_ctx=512, n_gpu_layers=-1, rpc_servers=client.rpc_servers))
         assert len([d for d in _split(info.load_log) if d.startswith("RPC")]) == 2
         chunks = list(client.chat([ChatMessage("user", "Say hello.")], SamplingParams(max_tokens=8, seed=1)))
@@ -295,6 +298,20 @@ def test_bytes_match_the_helpers_own_counters_and_a_lost_helper_is_one_line(help
         assert kept[1].status == "error" and victim.peer.endpoint in kept[1].stats.get("error", "")
     finally:
         client.close()
+
+
+def test_plan_reads_each_helpers_memory_and_the_split(helpers: list[Helper], tmp_path: Path,
+                                                     starter_model: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOCALCHAT_HOME": str(tmp_path / "home")}
+    rpc = ",".join(h.peer.endpoint for h in helpers)
+    proc = subprocess.run([sys.executable, "-m", "localchat", "plan", str(starter_model), "--rpc", rpc, "--json"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)["helpers"]
+    assert [d["peer"] for d in out["devices"]] == [h.peer.endpoint for h in helpers]
+    layers = [d["layers"] for d in out["devices"]]
+    assert sum(layers) == 31 and abs(layers[0] - layers[1]) <= 3  # two helpers on one machine: about half each
+    assert all(d["free"] > 0 and d["connect_ms"] is not None for d in out["devices"])
 
 
 def test_an_unreachable_helper_is_refused_before_any_worker_starts(tmp_path: Path) -> None:

@@ -328,6 +328,25 @@ class EngineClient:
             if ev["ev"] == "error":
                 raise LocalChatError(f"llama.cpp dry run failed: {ev.get('message', 'unknown error')}")
 
+    def rpc_devices(self, timeout: float = 120.0) -> list[dict[str, Any]]:
+        """LAN mode: each helper's devices (``peer``, ``name``, ``free``/``total`` bytes) as llama.cpp's RPC backend
+        reports them, asked through the sandboxed worker and its relay.
+
+        Raises:
+            LocalChatError: not in LAN mode, or the worker could not ask.
+        """
+        self.start()
+        if not self.rpc_servers:
+            raise LocalChatError("no helper machines: start the client with peers")
+        self._send({"op": "rpc_devices", "servers": self.rpc_servers})
+        while True:
+            ev = self._next(timeout)
+            if ev["ev"] == "rpc_devices" and isinstance(ev.get("devices"), list):
+                peer_of = dict(zip(self.rpc_servers, (p.endpoint for p in self.peers), strict=False))
+                return [{**d, "peer": peer_of.get(str(d.get("endpoint")), "?")} for d in ev["devices"]]
+            if ev["ev"] == "error":
+                raise LocalChatError(f"could not read the helpers' devices: {ev.get('message', 'unknown error')}")
+
     def ping(self, timeout: float = 5.0) -> bool:
         self._send({"op": "ping"})
         return bool(self._next(timeout)["ev"] == "pong")

@@ -147,3 +147,38 @@ def load_options_for(path: Path, *, n_ctx: int, settings: Settings,
                      gpu_layers_override: int | None = None) -> LoadOptions:
     """LoadOptions for ``path`` (see :func:`plan_load`)."""
     return plan_load(path, n_ctx=n_ctx, settings=settings, gpu_layers_override=gpu_layers_override)[0]
+
+
+def _f32(x: float) -> float:
+    import struct
+
+    return float(struct.unpack("f", struct.pack("f", x))[0])
+
+
+def layer_split(free: list[int], n_layers: int, n_gpu_layers: int | None = None) -> list[int]:
+    """How llama.cpp assigns a model's layers to its offload devices by default (``tensor_split`` unset): by each
+    device's free memory, as cumulative split points (``llama_model::load_tensors``, float32 like it).
+
+    Args:
+        free: free bytes of each device, in llama.cpp's order (RPC helpers first, then local GPUs).
+        n_layers: the model's repeating layers; the output layer is one more.
+        n_gpu_layers: layers to offload (default: all, output included).
+
+    Returns:
+        Layers per device (the output layer counted with the device it lands on); what is left stays on the CPU.
+    """
+    if not free:
+        return []
+    total = n_layers + 1
+    offload = total if n_gpu_layers is None or n_gpu_layers < 0 else min(n_gpu_layers, total)
+    sums, acc = [], 0.0
+    for f in free:
+        acc = _f32(acc + _f32(float(f)))
+        sums.append(acc)
+    splits = [_f32(s / acc) if acc else _f32((i + 1) / len(free)) for i, s in enumerate(sums)]
+    start = max(total - offload, 0)
+    counts = [0] * len(free)
+    for il in range(start, total):
+        point = _f32((il - start) / offload)
+        counts[min(sum(1 for s in splits if s <= point), len(free) - 1)] += 1
+    return counts

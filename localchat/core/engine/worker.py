@@ -15,7 +15,8 @@ device from a load that allocates nothing; a sparse stand-in of a file not downl
 
 LAN mode (``--relay-fd N --relay-peer HOST:PORT``…): after isolating, the worker brings its loopback up and listens
 on ``127.0.0.1:P`` per helper machine, handing each connection to the app (``core/privacy/relay.py``); ``load``
-accepts as ``rpc_servers`` only those relay ports.
+accepts as ``rpc_servers`` only those relay ports, and ``rpc_devices`` {servers} → ``rpc_devices`` {devices} reports
+each helper's devices with their free and total memory, as llama.cpp's RPC backend reads them.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def serve(chan: Channel, isolation: dict[str, Any], relay_endpoints: list[str] |
                 if msg.get("op") == "cancel":
                     runtime.abort(str(msg.get("id")) if msg.get("id") else None)
                 else:
+                    runtime.preempt(msg)  # stops evaluating the last answer for the next turn, unless msg is it
                     ops.put(msg)
         except ChannelClosed:
             runtime.abort()
@@ -137,6 +139,17 @@ def serve(chan: Channel, isolation: dict[str, Any], relay_endpoints: list[str] |
                 finally:
                     runtime.logs = LogCapture()  # the dry run installed its own log callback: take llama.cpp's back
                 chan.send({"ev": "dryran", "result": result})
+            elif op == "rpc_devices":  # LAN mode: the helpers' devices and free memory, as llama.cpp reports them
+                from localchat.core.engine import runtime as llama_runtime
+                from localchat.core.engine.rpc_devices import add_rpc_servers
+
+                servers = [str(e) for e in msg.get("servers") or []]
+                stray = set(servers) - set(relay_endpoints or ())
+                if stray:
+                    raise LocalChatError(f"RPC servers {sorted(stray)} are not this worker's relay ports "
+                                         f"{relay_endpoints or []}")
+                devices = add_rpc_servers(vars(llama_runtime)["llama_lib"]._lib, servers)  # the runtime's handle
+                chan.send({"ev": "rpc_devices", "devices": devices})
             elif op == "unload":
                 runtime.unload()
                 chan.send({"ev": "unloaded"})
