@@ -23,6 +23,9 @@ def register(sub: Any) -> None:
                    help="CPU threads for the speed prediction (default: settings, else the physical cores)")
     p.add_argument("--gpu-bandwidth", default=None, metavar="GB/s[,GB/s…]",
                    help="memory bandwidth of each (simulated) GPU for the speed prediction, e.g. 1008 or 400,400")
+    from localchat.cli.chat import add_rpc_arguments
+
+    add_rpc_arguments(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -58,10 +61,11 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     if speed is not None:
         plan.reasons.extend(f"speed: {b}" for b in speed.basis)
     measured = measured_decode(ctx.paths.data_dir, model_path)  # its last turns here, once it has run
+    helpers = _helpers(ctx, args, shape.n_layers, machine) if args.rpc else None
     if args.json:
         emit_json({**plan.to_dict(), "predicted_decode_tokens_per_s": speed.to_dict() if speed else None,
                    "measured_decode_tokens_per_s": {"value": measured.tokens_per_s, "turns": measured.turns}
-                   if measured else None})
+                   if measured else None, "helpers": helpers})
         return 0
     gpus = machine.usable_gpus
     print(f"{info.name} ({info.quantisation}, {info.file_size / GIB:.2f} GiB, {info.architecture}) on "
@@ -81,7 +85,31 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
         print(f"tensor split: {plan.tensor_split}")
     for r in plan.reasons:
         print(f"  - {r}")
+    if helpers:
+        print(f"LAN mode: llama.cpp splits the {shape.n_layers + 1} layers by the free memory each device reports "
+              "(this plan above is for this machine alone):")
+        for d in helpers["devices"]:
+            print(f"  helper {d['peer']} ({d['name']}): {d['free'] / GIB:.2f} GiB free of {d['total'] / GIB:.2f} GiB"
+                  f", {d['layers']} layers; link: connect {d['connect_ms']} ms, RPC hello {d['hello_ms']} ms")
     return 0
+
+
+def _helpers(ctx: AppContext, args: argparse.Namespace, n_layers: int, machine: Any) -> dict[str, Any]:
+    """LAN mode: each helper's devices and free memory as llama.cpp reports them over RPC (asked through the
+    sandboxed worker and its relay), the layers llama.cpp would give each, and the link as measured once."""
+    from localchat.cli.chat import checked_peers
+    from localchat.core.engine.client import EngineClient
+    from localchat.core.engine.session import layer_split
+
+    with EngineClient(isolation=ctx.isolation_policy, peers=checked_peers(args)) as client:
+        devices = client.rpc_devices()
+        checks = {c["peer"]: c for c in (client.relay.checks if client.relay else [])}
+    gpus = [g.free_bytes for g in machine.usable_gpus]
+    layers = layer_split([d["free"] for d in devices] + gpus, n_layers)
+    for d, n in zip(devices, layers, strict=False):
+        check = checks.get(d["peer"], {})
+        d.update(layers=n, connect_ms=check.get("connect_ms"), hello_ms=check.get("hello_ms"))
+    return {"devices": devices, "local_gpu_layers": layers[len(devices):]}
 
 
 def _bandwidths(text: str | None) -> list[float] | None:
