@@ -92,7 +92,7 @@ rpc-server: llama-tools
 
 # localchat's decode and prompt processing next to llama-bench tg128/pp512, same threads, in one alternating run.
 bench-native: llama-tools model
-	$(PY) benchmarks/decode_loop.py --llama-bench $(VENV)/llama-tools/bin/llama-bench
+	$(PY) benchmarks/decode_loop.py --llama-bench $(VENV)/llama-tools/bin/llama-bench --tokens 128 --prompt 512
 
 screenshots: install model system-deps
 	xvfb-run -a -s "-screen 0 1400x900x24" env QT_QPA_PLATFORM=xcb $(PY) benchmarks/screenshots.py docs/screenshots
