@@ -315,8 +315,8 @@ class ModelsPage(QWidget):
 
         inst = QGroupBox("Installed")
         il = QVBoxLayout(inst)
-        self.installed = QTableWidget(0, 6)
-        self.installed.setHorizontalHeaderLabels(["name", "size", "quant", "kind", "source", "file"])
+        self.installed = QTableWidget(0, 7)
+        self.installed.setHorizontalHeaderLabels(["name", "size", "quant", "kind", "speed here", "source", "file"])
         self._style_table(self.installed)
         self.installed.itemSelectionChanged.connect(self._update_buttons)
         self.installed.itemDoubleClicked.connect(self.show_details)
@@ -486,7 +486,7 @@ class ModelsPage(QWidget):
         super().showEvent(e)
 
     def _compute_fits(self) -> None:
-        from localchat.core.hardware.sizing import fit_catalogue_quant, this_machine, this_machine_speed
+        from localchat.core.hardware.sizing import fit_catalogue_quant, fit_gguf, this_machine, this_machine_speed
 
         out: dict[str, str] = {}
         speeds: dict[str, Any] = {}
@@ -506,6 +506,16 @@ class ModelsPage(QWidget):
                     out[f"{e.id}:{q.quant}"] = fit.verdict
                     if fit.speed is not None:
                         speeds[f"{e.id}:{q.quant}"] = fit.speed
+            for entry in self.ctx.library.entries():  # installed: exact, from the file's own tensor table
+                if not entry.present:
+                    continue
+                try:
+                    got = fit_gguf(entry.file, n_ctx=self.ctx.settings.n_ctx, machine=machine, speed=speed)
+                except LocalChatError:
+                    continue
+                out[f"file:{entry.name}"] = got.verdict
+                if got.speed is not None:
+                    speeds[f"file:{entry.name}"] = got.speed
         except Exception:  # badges are a nicety: never take the page down
             log.exception("fit badges failed")
         known = ram is not None
@@ -520,7 +530,7 @@ class ModelsPage(QWidget):
         self.refresh()
 
     def _speed_cell(self, key: str, verdict: str, files: list[str]) -> QTableWidgetItem:
-        """The catalogue row's speed: measured here when the model has run (its last turns), else predicted."""
+        """A model's speed here: measured when it has run (its last turns), else predicted."""
         from localchat.core.hardware.speed import fmt_tps
         from localchat.core.hardware.speed_log import measured_decode
 
@@ -550,12 +560,13 @@ class ModelsPage(QWidget):
         self.installed.setRowCount(len(entries))
         for i, e in enumerate(entries):
             kind = "R1 distill" if e.extra.get("r1_distill") else "chat"
-            values = (e.name, _gb(e.size), str(e.extra.get("quant", "")), kind, e.source.replace("huggingface:", "🤗 "),
-                      e.path + ("" if e.present else "  (missing)"))
+            values = (e.name, _gb(e.size), str(e.extra.get("quant", "")), kind, "",
+                      e.source.replace("huggingface:", "🤗 "), e.path + ("" if e.present else "  (missing)"))
             for j, v in enumerate(values):
-                item = QTableWidgetItem(v)
+                item = self._speed_cell(f"file:{e.name}", self.fits.get(f"file:{e.name}", ""),
+                                        [Path(e.files[0]).name] if e.files else []) if j == 4 else QTableWidgetItem(v)
                 item.setData(Qt.ItemDataRole.UserRole, e.name)
-                if j == 5:
+                if j == 6:
                     item.setToolTip("\n".join(str(p) for p in e.files))
                 self.installed.setItem(i, j, item)
         installed_files = {Path(p).name for e in entries for p in e.files}

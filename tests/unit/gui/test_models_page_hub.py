@@ -215,3 +215,25 @@ def test_offline_the_page_says_so_and_shows_kept_results(qtbot, isolated_home: P
         page.show_catalogue()
         assert "Offline mode is on" in page.note.text()
         page.shutdown()
+
+
+@pytest.mark.qt_log_ignore("does not support propagateSizeHints")  # the offscreen platform, on any show()
+def test_installed_models_show_their_speed_here_predicted_then_measured(qtbot, isolated_home: Path,
+                                                                        starter_model: Path) -> None:
+    from localchat.core.hardware.speed_log import record_decode
+
+    ctx = open_context(isolated_home)
+    ctx.ensure_starter()
+    page = ModelsPage(ctx)
+    qtbot.addWidget(page)
+    assert page.installed.horizontalHeaderItem(4).text() == "speed here"
+    page.show()  # the fit badges (and the installed models' predictions, from their own tensor tables) start
+    qtbot.waitUntil(lambda: bool(page.fits), timeout=120_000)
+    assert "file:smollm2-135m" in page.fits and "tok/s" in page.installed.item(0, 4).text()
+    assert "Predicted decode speed" in page.installed.item(0, 4).toolTip()
+    for tps in (80.0, 90.0, 85.0):  # what core.chat.turn records after each finished turn
+        record_decode(ctx.paths.data_dir, starter_model, tps, completion_tokens=48)
+    page.refresh()
+    assert page.installed.item(0, 4).text() == "85 tok/s measured"
+    assert "(predicted ~" in page.installed.item(0, 4).toolTip()
+    page.shutdown()
