@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 BLOCK = 2 * 1024 * 1024  # bytes per Range request (a request ahead of the parser's 1 MB reads)
 HEADER_BUDGET = 24 * 1024 * 1024  # at most this much of one file is fetched to read its header
 _ERROR_BODY = 64 * 1024
+MAX_REQUESTS = 64  # per file: a server answering each range with a few bytes does not get thousands of requests
 
 
 class HeaderTooLarge(DownloadError):
@@ -95,6 +96,9 @@ class RangeFile:
                                      f"(no model's is): not read further")
         if time.monotonic() > self.deadline:
             raise DownloadError(f"reading the GGUF header of {self.what} took too long; try again later")
+        if self.requests >= MAX_REQUESTS:
+            raise DownloadError(f"the server answered {self.what} in pieces too small to read its GGUF header "
+                                f"({MAX_REQUESTS} requests); try again later")
         end = start + length - 1
         headers = dict(self.headers, Range=f"bytes={start}-{end}")
         self.requests += 1

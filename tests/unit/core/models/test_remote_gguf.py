@@ -164,3 +164,35 @@ def test_a_stand_in_from_the_range_read_header_gives_llama_cpp_the_planned_compu
         with pytest.raises(LocalChatError, match=r"llama\.cpp dry run failed"):
             worker.dry_run(tmp_path / "missing.gguf", 4096)
         assert worker.ping()  # the worker lives on after a refused dry run
+
+
+def test_a_server_sending_tiny_ranges_gets_a_bounded_number_of_requests(r1_file: Path) -> None:
+    """RangeFile against a server that answers every range with 16 bytes: refused after MAX_REQUESTS requests."""
+    from localchat.core.models.remote_gguf import MAX_REQUESTS, RangeFile
+
+    class Tiny:
+        calls = 0
+
+        def stream(self, method: str, url: str, headers: dict[str, str], **kw: object):  # type: ignore[no-untyped-def]
+            import contextlib
+
+            Tiny.calls += 1
+            start = int(headers["Range"].split("=")[1].split("-")[0])
+
+            class R:
+                status_code = 206
+                headers = {"Content-Range": f"bytes {start}-{start + 15}/{r1_file.stat().st_size}"}
+
+                def iter_bytes(self):  # type: ignore[no-untyped-def]
+                    with open(r1_file, "rb") as fh:
+                        fh.seek(start)
+                        yield fh.read(16)
+
+            return contextlib.nullcontext(R())
+
+    rf = RangeFile(Tiny(), "http://127.0.0.1:9/x", r1_file.stat().st_size, {}, what="org/x.gguf")
+    from localchat.core.models.gguf_info import parse_gguf
+
+    with pytest.raises(DownloadError, match="pieces too small"):
+        parse_gguf(rf, r1_file.stat().st_size, "x.gguf")
+    assert Tiny.calls == MAX_REQUESTS and rf.fetched == 16 * MAX_REQUESTS
