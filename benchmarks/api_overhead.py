@@ -1,9 +1,11 @@
 """What does the local API cost? A streamed turn through ``localchat serve`` (HTTP + SSE, the official ``openai``
-client) vs the same turn through ``EngineClient`` directly, alternating in one run.
+client) vs the same turn through ``EngineClient`` directly, alternating in one run — and the API as the window runs
+it (the switch on the Network page): the same server in this process, on the *same* worker as the direct side,
+its turns taking the worker through ``EngineTurns`` as the window's engine thread does (the direct side too).
 
-Both sides run the same model, prompt, seeds, sampling, context and load plan, each in its own worker (same
-isolation policy); only one side generates at a time. TTFT is measured from the call to the first content piece,
-decode tok/s from the first to the last content piece.
+All sides run the same model, prompt, seeds, sampling, context and load plan (``serve`` in its own worker, same
+isolation policy); only one side generates at a time, the order rotating each run. TTFT is measured from the call
+to the first content piece, decode tok/s from the first to the last content piece.
 
     .venv/bin/python benchmarks/api_overhead.py [--runs 5] [--tokens 256] [--isolation auto]
 """
@@ -18,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,6 +28,8 @@ from typing import Any
 
 import openai
 
+from localchat.core.api.server import ApiServer, ServerOptions, bind
+from localchat.core.api.shared import EngineTurns, SharedModelHost
 from localchat.core.chat.messages import ChatMessage, ContentChunk, SamplingParams
 from localchat.core.engine.client import EngineClient
 from localchat.core.engine.session import plan_load
@@ -59,6 +64,7 @@ def main() -> None:
     ap.add_argument("--isolation", default="auto", choices=("off", "auto"))
     args = ap.parse_args()
     model = ensure_starter_model(machine_cache_dir(), fetch=True)
+    print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
     home = Path(tempfile.mkdtemp(prefix="lc-bench-api-"))
     env = dict(os.environ, LOCALCHAT_HOME=str(home))
     server = subprocess.Popen([sys.executable, "-m", "localchat", "serve", "--port", "0", "--json", "--api-key", KEY,
@@ -71,9 +77,18 @@ def main() -> None:
     direct.start()
     options, _ = plan_load(model, n_ctx=N_CTX, settings=Settings())
     direct.load(model, options)
-    ours: dict[str, list[float]] = {"api_ttft": [], "api_tps": [], "direct_ttft": [], "direct_tps": []}
+    # the window's case: the server in this process over the direct side's worker, turns taken through EngineTurns
+    turns = EngineTurns(direct)
+    host = SharedModelHost(turns, lambda: ("smollm2-135m", model), lambda: {"smollm2-135m"},
+                           Settings(n_ctx=N_CTX))
+    window_server = ApiServer(host, KEY, bind("127.0.0.1", 0), ServerOptions(port=0))
+    up = threading.Event()
+    threading.Thread(target=window_server.run, args=(up.set,), daemon=True).start()
+    up.wait(30)
+    window_api = openai.OpenAI(base_url=window_server.url, api_key=KEY, max_retries=0)
+    ours: dict[str, list[float]] = {f"{side}_{m}": [] for side in ("api", "direct", "window") for m in ("ttft", "tps")}
 
-    def via_api(seed: int) -> tuple[float, float, int]:
+    def via_api(seed: int, api: openai.OpenAI = api) -> tuple[float, float, int]:
         def start() -> Iterable[Any]:
             return api.chat.completions.create(
                 model="smollm2-135m", messages=[{"role": "user", "content": PROMPT}], stream=True,
@@ -84,15 +99,21 @@ def main() -> None:
     def via_client(seed: int) -> tuple[float, float, int]:
         # the API's sampling for a plain request: app defaults (top-k 40, min-p 0.05) with the request's values
         sampling = SamplingParams(max_tokens=args.tokens, seed=seed, temperature=0.8, top_p=0.95)
-        return timed(lambda: direct.chat([ChatMessage("user", PROMPT)], sampling),
-                     lambda c: isinstance(c, ContentChunk))
+
+        def start() -> Iterable[Any]:
+            with turns.hold(f"direct-{seed}"):  # as the window's engine thread takes the worker
+                yield from direct.chat([ChatMessage("user", PROMPT)], sampling)
+
+        return timed(start, lambda c: isinstance(c, ContentChunk))
+
+    def via_window(seed: int) -> tuple[float, float, int]:
+        return via_api(seed, window_api)
 
     try:
-        via_api(0), via_client(0)  # warm both: page cache, KV cache of the prompt
+        via_api(0), via_client(0), via_window(0)  # warm all: page cache, KV cache of the prompt
+        sides = [("api", via_api), ("direct", via_client), ("window", via_window)]
         for i in range(args.runs):
-            order = [("api", via_api), ("direct", via_client)]
-            if i % 2:
-                order.reverse()
+            order = sides[i % 3:] + sides[: i % 3]
             for name, run in order:
                 ttft, tps, n = run(100 + i)
                 ours[f"{name}_ttft"].append(ttft)
@@ -100,15 +121,22 @@ def main() -> None:
                 print(f"run {i} {name:6s}: TTFT {ttft * 1000:6.1f} ms, {tps:6.1f} tok/s ({n} tokens)", flush=True)
     finally:
         api.close()
+        window_api.close()
+        window_server.stop()
+        host.close()
         direct.close()
         server.send_signal(signal.SIGINT)
         server.wait(30)
         server.stdout.close()
     med = {k: statistics.median(v) for k, v in ours.items()}
-    print(f"\nmedian of {args.runs}: | measure | EngineClient | API | ratio API/direct |")
-    print(f"decode tok/s | {med['direct_tps']:.1f} | {med['api_tps']:.1f} | {med['api_tps'] / med['direct_tps']:.3f}")
-    print(f"TTFT ms | {med['direct_ttft'] * 1000:.1f} | {med['api_ttft'] * 1000:.1f} | "
-          f"{med['api_ttft'] / med['direct_ttft']:.3f} (+{(med['api_ttft'] - med['direct_ttft']) * 1000:.1f} ms)")
+    d_tps, d_ttft = med["direct_tps"], med["direct_ttft"]
+    print(f"\nmedian of {args.runs}: | measure | EngineClient | serve API | ratio | window API | ratio |")
+    print(f"| decode tok/s | {d_tps:.1f} | {med['api_tps']:.1f} | {med['api_tps'] / d_tps:.3f} | "
+          f"{med['window_tps']:.1f} | {med['window_tps'] / d_tps:.3f} |")
+    print(f"| TTFT ms | {d_ttft * 1000:.1f} | {med['api_ttft'] * 1000:.1f} | "
+          f"{(med['api_ttft'] - d_ttft) * 1000:+.1f} ms | {med['window_ttft'] * 1000:.1f} | "
+          f"{(med['window_ttft'] - d_ttft) * 1000:+.1f} ms |")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
