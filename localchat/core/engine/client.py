@@ -134,12 +134,15 @@ class EngineClient:
         self._discard_dead()
         self._events = queue.Queue()
         relay, relay_fd = self.relay, None
+        env = worker_environment()
         if relay is not None:
             relay.check()  # PeerError (one line) before any worker exists
             relay_fd = relay.open_channel()
+            # a lost helper makes llama.cpp abort by design: no gdb attached to the worker to print a backtrace
+            env["GGML_NO_BACKTRACE"] = "1"
         try:
             proc = subprocess.Popen(worker_command(self.isolation, relay_fd, self.peers), stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=worker_environment(),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                     close_fds=True, pass_fds=() if relay_fd is None else (relay_fd,))
         except BaseException:
             if relay is not None:
