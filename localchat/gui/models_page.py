@@ -3,9 +3,11 @@ Hugging Face search, downloads with progress / pause / resume / cancel, import b
 delete with confirmation, GGUF metadata.
 
 Nothing here touches the network unless the user clicks Search, Refresh or Download. Every slow action — hardware
-detection for the fit badges, Hub requests, downloads, copying an imported file — runs in a QThread; results reach
-the page through queued signals on its slots. Downloads that were paused, interrupted or left by a closed app are
-found again at start-up (their manifests) and offered for resuming; they never resume by themselves.
+detection for the fit badges, Hub requests, header reads, copying an imported file — runs as a task (gui/tasks.py)
+whose result or error comes back on the GUI thread; a download runs in its own QThread (it reports progress and can
+be paused) and reaches the page through queued signals on its slots. Downloads that were paused, interrupted or
+left by a closed app are found again at start-up (their manifests) and offered for resuming; they never resume by
+themselves.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from localchat.core.models.hub import RemoteModel
 from localchat.core.models.library import LibraryEntry, import_file, remove_model
 from localchat.errors import DownloadError, LocalChatError
 from localchat.gui import theme
+from localchat.gui.tasks import Task, run_task, wait_all
 
 log = logging.getLogger(__name__)
 BADGES = {"full_gpu": "Runs on GPU", "partial": "GPU + CPU", "cpu": "CPU only", "too_large": "Too large"}
@@ -68,36 +71,6 @@ def _badge_color(verdict: str) -> str:
 
 def _gb(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
-
-
-class BackgroundCall(QObject):
-    """Runs one function in its own QThread.
-
-    Signals:
-        succeeded(str, object): the task's kind and the function's result.
-        failed(str, str): the task's kind and a message fit for the user.
-    """
-
-    succeeded = Signal(str, object)
-    failed = Signal(str, str)
-
-    def __init__(self, kind: str, fn: Callable[[], Any]) -> None:
-        super().__init__()
-        self.kind = kind
-        self.fn = fn
-
-    @Slot()
-    def run(self) -> None:
-        try:
-            result = self.fn()
-        except (LocalChatError, OSError) as exc:
-            self.failed.emit(self.kind, str(exc))
-            return
-        except Exception as exc:  # a bug: logged, and said, never swallowed
-            log.exception("%s failed", self.kind)
-            self.failed.emit(self.kind, f"unexpected error: {exc!r}")
-            return
-        self.succeeded.emit(self.kind, result)
 
 
 class DownloadRunner(QObject):
@@ -295,7 +268,7 @@ class ModelsPage(QWidget):
         self.catalogue = Catalogue(ctx.paths.cache_dir)
         self.runners: dict[str, tuple[QThread, DownloadRunner]] = {}
         self.rows: dict[str, DownloadRow] = {}
-        self.tasks: list[tuple[QThread, BackgroundCall]] = []
+        self.tasks: list[Task] = []
         self.fits: dict[str, str] = {}
         self.speeds: dict[str, Any] = {}  # "id:quant" -> SpeedPrediction (predicted decode tok/s here)
         self.ram_total: int | None = None
@@ -414,26 +387,24 @@ class ModelsPage(QWidget):
     # -- background work ---------------------------------------------------------------------------------
 
     def _background(self, kind: str, fn: Callable[[], Any]) -> None:
-        thread = QThread(self)
-        call = BackgroundCall(kind, fn)
-        call.moveToThread(thread)
-        call.succeeded.connect(self._on_task_done)
-        call.failed.connect(self._on_task_failed)
-        thread.started.connect(call.run)
-        self.tasks.append((thread, call))
-        thread.start()
+        def failed(exc: BaseException) -> None:
+            if isinstance(exc, (LocalChatError, OSError)):
+                self._on_task_failed(kind, str(exc))
+            else:  # a bug: logged, and said, never swallowed
+                log.error("%s failed", kind, exc_info=exc)
+                self._on_task_failed(kind, f"unexpected error: {exc!r}")
+
+        self.tasks.append(run_task(self, fn, lambda result: self._on_task_done(kind, result), failed, name=kind))
 
     def _finish_task(self, kind: str) -> None:
-        for thread, call in list(self.tasks):
-            if call.kind == kind:
-                thread.quit()
-                thread.wait()
-                self.tasks.remove((thread, call))
+        for task in self.tasks:
+            if task.name == kind:
+                self.tasks.remove(task)
                 break
         self._update_buttons()
 
     def busy(self, kind: str) -> bool:
-        return any(call.kind == kind for _t, call in self.tasks)
+        return any(task.name == kind for task in self.tasks)
 
     @Slot(str, object)
     def _on_task_done(self, kind: str, result: Any) -> None:
@@ -480,9 +451,7 @@ class ModelsPage(QWidget):
     def showEvent(self, e: Any) -> None:
         if not self._fits_started:
             self._fits_started = True
-            import threading
-
-            threading.Thread(target=self._compute_fits, name="fit-badges", daemon=True).start()
+            run_task(self, self._compute_fits, name="fit-badges")
         super().showEvent(e)
 
     def _compute_fits(self) -> None:
@@ -956,9 +925,7 @@ class ModelsPage(QWidget):
             runner.job.pause()
             thread.quit()
             thread.wait(10_000)
-        for thread, _call in list(self.tasks):
-            thread.quit()
-            thread.wait(10_000)
+        wait_all(10_000)
 
     # -- import / delete / details -----------------------------------------------------------------------
 
