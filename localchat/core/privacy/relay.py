@@ -507,8 +507,9 @@ class PeerRelay:
             inner.close()
             return
         outer.settimeout(None)
-        with contextlib.suppress(OSError):
-            outer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for s in (outer, inner):  # RPC is request/response in small frames: Nagle would hold each reply back
+            with contextlib.suppress(OSError):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             st.connections += 1
             st.open += 1
