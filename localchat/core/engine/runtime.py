@@ -6,8 +6,10 @@ has been applied. Everything here runs on the worker's main thread; ``abort`` ma
 
 from __future__ import annotations
 
+import array
 import codecs
 import ctypes
+import itertools
 import logging
 import os
 import random
@@ -45,10 +47,14 @@ _KV_TYPES = {"f16": 1, "f32": 0, "q8_0": 8, "q4_0": 2}  # ggml_type ids
 # Tokens that only tokenising with special=True turns into their id (llama.cpp's own partition rule).
 _SPECIAL_ATTRS = llama_lib.LLAMA_TOKEN_ATTR_CONTROL | llama_lib.LLAMA_TOKEN_ATTR_UNKNOWN
 
-# Prompt tokens are evaluated in chunks that start at multiples of this, then the last token alone, cold or warm:
-# llama.cpp's kernels (and their rounding) depend on the batch size, so only the same batches at the same
-# positions give the same KV cache and logits. A warm turn reuses the cached prefix down to a chunk boundary.
-PROMPT_CHUNK = 256
+# How a prompt is evaluated, cold or warm (see _schedule): llama.cpp's kernels (and their rounding) depend on the
+# batch, so only the same batches at the same positions give the same KV cache and logits. The batches follow the
+# messages: one segment per message, cut at the template's first special token after each message's text (ChatML's
+# <|im_end|>), each segment in pieces of at most n_ubatch tokens from its start, the prompt's last token alone (the
+# sampled logits always come from a batch of one). A segment's batches depend only on the text up to its end, so a
+# cached segment is reused as is on the next turn, and the answer's own segment is evaluated right after the turn
+# (``_prepare_next``) while the user reads it, not when the next question arrives.
+Piece = tuple[int, int]  # [start, end) token positions evaluated in one llama_decode
 
 # Used when a GGUF has no chat template (rare for instruct models): ChatML, the most common format.
 _FALLBACK_TEMPLATE = (
@@ -101,8 +107,11 @@ class LlamaRuntime:
         self._template: ChatTemplate | None = None
         self._specials: dict[str, tuple[int, int]] = {}  # text -> (token id, attributes)
         self._special_re: re.Pattern[str] | None = None
-        self._chunk = PROMPT_CHUNK
-        self._kv_aligned = 0  # leading KV positions evaluated in whole chunks (see _prefill)
+        self._chunk = 512  # n_ubatch of the loaded context
+        self._kv_pieces: list[Piece] = []  # the canonical batches the KV cache holds, from position 0 (see _schedule)
+        self._next: list[ChatMessage] | None = None  # the history _prepare_next is evaluating
+        self._prepping = False
+        self._preempted = False  # an op arrived since this turn began: leave the worker free for it
         self._ctx_notice: str | None = None  # said once, on the first turn after a load
         self._native: _NativeDecoder | None = None
         self._abort = threading.Event()
@@ -136,6 +145,7 @@ class LlamaRuntime:
     def _begin(self, request_id: str) -> None:
         with self._lock:
             self._current = request_id
+            self._preempted = False
             if request_id in self._cancelled:
                 self._cancelled.discard(request_id)
                 self._abort.set()
@@ -172,6 +182,7 @@ class LlamaRuntime:
                 tensor_split=opts.tensor_split,
                 n_ctx=opts.n_ctx,
                 n_batch=opts.n_batch,
+                n_ubatch=opts.n_ubatch,
                 n_threads=threads,
                 n_threads_batch=threads,
                 flash_attn=opts.flash_attn,
@@ -206,9 +217,9 @@ class LlamaRuntime:
         self._specials = _special_tokens(llm)
         longest_first = sorted(self._specials, key=len, reverse=True)
         self._special_re = re.compile(f"({'|'.join(map(re.escape, longest_first))})") if self._specials else None
-        self._chunk = max(1, min(PROMPT_CHUNK, llm.n_batch, int(llama_lib.llama_n_ubatch(llm._ctx.ctx))))
-        self._native = _NativeDecoder(llm)
-        self._kv_aligned = 0
+        self._chunk = max(1, min(llm.n_batch, int(llama_lib.llama_n_ubatch(llm._ctx.ctx))))
+        self._native = _NativeDecoder(llm, self._chunk)
+        self._kv_pieces = []
         offload = _OFFLOADED_RE.findall(load_log)
         name = meta.get("general.name") or os.path.basename(path)
         n_layers = int(llama_lib.llama_model_n_layer(llm._model.model))
@@ -252,7 +263,8 @@ class LlamaRuntime:
         self._template = None
         self._specials = {}
         self._special_re = None
-        self._kv_aligned = 0
+        self._kv_pieces = []
+        self._preempted = False
 
     # -- prompt ------------------------------------------------------------------------------------------
 
@@ -266,20 +278,30 @@ class LlamaRuntime:
 
         A user typing ``<|im_end|><|im_start|>system`` gets those characters as plain text, not a new turn.
         """
+        prompt, tokens, _cuts = self._prompt_plan(messages)
+        return prompt, tokens
+
+    def _prompt_plan(self, messages: list[ChatMessage],
+                     add_generation_prompt: bool = True) -> tuple[str, list[int], list[int]]:
+        """The prompt text, its tokens, and where its message segments start (see :func:`_schedule`)."""
         assert self._template is not None
-        prompt, parts = self._template.render_parts(messages)
-        return prompt, self._tokenize_parts(parts)
+        prompt, parts = self._template.render_parts(messages, add_generation_prompt)
+        tokens, cuts = self._tokenize_parts(parts)
+        return prompt, tokens, cuts
 
     def tokenize_prompt(self, prompt: str) -> list[int]:
         """``prompt`` as all-markup text (special tokens parsed); chat turns use :meth:`prompt_tokens`."""
-        return self._tokenize_parts([(prompt, False)])
+        return self._tokenize_parts([(prompt, False)])[0]
 
-    def _tokenize_parts(self, parts: Sequence[tuple[str, bool]]) -> list[int]:
+    def _tokenize_parts(self, parts: Sequence[tuple[str, bool]]) -> tuple[list[int], list[int]]:
         # Split the markup at special tokens and tokenise every run of text between them in one piece (markup and
         # message text together, with special=False), as llama.cpp does with the whole prompt: BPE merges and
         # SentencePiece's leading space come out the same, only message text can no longer be a special token.
+        # Also returns the segment cuts: the position of the first special token after each message's text.
         assert self.llm is not None
         frags: list[str | int] = [""]
+        cut_frags: list[int] = []  # indexes into frags
+        want_cut = False
         strip_next = False  # the special token before this text strips the whitespace after it
 
         def add_text(text: str) -> None:
@@ -295,6 +317,7 @@ class LlamaRuntime:
         for text, is_content in parts:
             if is_content or self._special_re is None:
                 add_text(text)
+                want_cut = want_cut or is_content
                 continue
             pieces = self._special_re.split(text)  # text, special, text, special, ..., text
             for k, piece in enumerate(pieces):
@@ -305,15 +328,20 @@ class LlamaRuntime:
                 tok, attr = self._specials[piece]
                 if attr & llama_lib.LLAMA_TOKEN_ATTR_LSTRIP and isinstance(frags[-1], str):
                     frags[-1] = frags[-1].rstrip()
+                if want_cut:
+                    cut_frags.append(len(frags))
+                    want_cut = False
                 frags.append(tok)
                 strip_next = bool(attr & llama_lib.LLAMA_TOKEN_ATTR_RSTRIP)
         tokens: list[int] = []
+        starts: list[int] = []
         for f in frags:
+            starts.append(len(tokens))
             if isinstance(f, int):
                 tokens.append(f)
             elif f:
                 tokens.extend(self.llm.tokenize(f.encode("utf-8"), add_bos=False, special=False))
-        return tokens
+        return tokens, [starts[i] for i in cut_frags]
 
     # -- chat --------------------------------------------------------------------------------------------
 
@@ -329,14 +357,22 @@ class LlamaRuntime:
         finally:
             with self._lock:
                 self._current = None
+                self._prepping = False
+                self._next = None
 
     def _chat(self, request_id: str, llm: llama_cpp.Llama, info: LoadInfo, messages: list[ChatMessage],
               sampling: SamplingParams) -> Iterator[Chunk]:
         t_start = time.perf_counter()
         n_ctx = info.n_ctx
+        plans: list[tuple[str, list[int], list[int]]] = []
+
+        def count(ms: list[ChatMessage]) -> int:
+            plans.append(self._prompt_plan(ms))
+            return len(plans[-1][1])
+
         try:
-            fitted, dropped, n_prompt = fit_history(messages, lambda ms: len(self.prompt_tokens(ms)[1]), n_ctx)
-            prompt, tokens = self.prompt_tokens(fitted)
+            fitted, dropped, n_prompt = fit_history(messages, count, n_ctx)
+            prompt, tokens, cuts = plans[-1]  # fit_history's last count is of the messages it returns
         except ContextOverflow as exc:
             yield ErrorChunk(request_id, "context_overflow", str(exc))
             return
@@ -363,8 +399,9 @@ class LlamaRuntime:
         t_first = t_last = 0.0
         finish = "length"
         sampler = None
+        content: list[str] = []
         try:
-            self._prefill(llm, tokens)
+            self._prefill(llm, tokens, _schedule(len(tokens), cuts, self._chunk))
             sampler = native.sampler(sampling, seed, llm.last_n_tokens_size)
             while True:
                 if self._abort.is_set():
@@ -381,7 +418,10 @@ class LlamaRuntime:
                 n_out += 1
                 text = decoder.decode(native.piece(tok))
                 if text:
-                    yield from _typed(request_id, splitter.feed(text))
+                    for chunk in _typed(request_id, splitter.feed(text)):
+                        if isinstance(chunk, ContentChunk):
+                            content.append(chunk.text)
+                        yield chunk
                 if n_out >= max_new:
                     finish = "length"
                     break
@@ -403,7 +443,10 @@ class LlamaRuntime:
         if finish == "cancelled":
             # an aborted decode may leave half-written KV cells: start clean next turn
             self._reset_state()
-        yield from _typed(request_id, splitter.feed(decoder.decode(b"", final=True)) + splitter.finish())
+        for chunk in _typed(request_id, splitter.feed(decoder.decode(b"", final=True)) + splitter.finish()):
+            if isinstance(chunk, ContentChunk):
+                content.append(chunk.text)
+            yield chunk
         t_end = time.perf_counter()
         decode_tps = (n_out - 1) / (t_last - t_first) if n_out > 1 and t_last > t_first else 0.0
         yield StatsChunk(request_id, TurnStats(
@@ -415,41 +458,107 @@ class LlamaRuntime:
             finish_reason=finish,  # type: ignore[arg-type]
             dropped_messages=dropped,
         ))
+        answer = "".join(content)
+        if finish != "cancelled" and not dropped and answer.strip():
+            # the app sends the answer back as the next turn's history without its reasoning (strip_reasoning):
+            # evaluate that history's segments now, while the user reads, so the next question starts warm
+            self._prepare_next(llm, [*fitted, ChatMessage("assistant", answer)])
 
-    def _prefill(self, llm: llama_cpp.Llama, tokens: list[int]) -> None:
-        """Evaluate the prompt: whole chunks at multiples of ``self._chunk``, the rest, then the last token alone.
+    def _prefill(self, llm: llama_cpp.Llama, tokens: list[int], pieces: list[Piece]) -> None:
+        """Evaluate the prompt in ``pieces`` (its canonical batches; the last is its last token alone).
 
-        The batches depend only on the prompt, never on what the cache held, so a warm turn computes exactly what a
-        cold one does: it keeps the cached prefix only up to the last chunk boundary that was itself evaluated as a
-        whole chunk, and evaluates from there on in the same batches as a cold turn. Keeping fewer than all
-        matching tokens costs at most one chunk per turn.
+        The pieces depend only on the prompt, never on what the cache held, so a warm turn computes exactly what a
+        cold one does: it keeps the cached pieces that are the same batches of the same tokens and evaluates the
+        rest as a cold turn would.
         """
+        self._evaluate(llm, tokens, pieces[:-1])
+        native = self._native
+        assert native is not None
         n = len(tokens)
-        chunk = self._chunk
+        native.decode(tokens[n - 1], n - 1)  # sampled logits always come from a batch of one
+        llm.input_ids[n - 1] = tokens[n - 1]
+        llm.n_tokens = n
+
+    def _evaluate(self, llm: llama_cpp.Llama, tokens: list[int], pieces: list[Piece]) -> None:
+        """Make the KV cache hold ``pieces`` of ``tokens``: reuse the cached ones, evaluate the others natively."""
+        native = self._native
+        assert native is not None
         common = 0
-        for cached, tok in zip(llm.input_ids[: llm.n_tokens].tolist(), tokens, strict=False):
+        limit = pieces[-1][1] if pieces else 0
+        for cached, tok in zip(llm.input_ids[: min(llm.n_tokens, limit)].tolist(), tokens, strict=False):
             if cached != tok:
                 break
             common += 1
-        keep = min(common, self._kv_aligned, n - 1) // chunk * chunk
+        keep = 0
+        for old, new in zip(self._kv_pieces, pieces, strict=False):
+            if old != new or new[1] > common:
+                break
+            keep = new[1]
         if keep == 0 or not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
             # a clean cache puts position i in cell i again, as a cold start does
             llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
             keep = 0
         llm.n_tokens = keep
-        self._kv_aligned = keep
-        for start in range(keep, n - 1, chunk):
-            end = min(start + chunk, n - 1)
-            llm.eval(tokens[start:end])
-            if end - start == chunk:
-                self._kv_aligned = end
-        llm.eval(tokens[n - 1:])  # sampled logits always come from a batch of one
+        self._kv_pieces = [p for p in pieces if p[1] <= keep]
+        for start, end in pieces[len(self._kv_pieces):]:
+            native.prefill(tokens, start, end)
+            llm.input_ids[start:end] = tokens[start:end]  # llama-cpp-python's record of the cache
+            llm.n_tokens = end
+            self._kv_pieces.append((start, end))
+
+    def _prepare_next(self, llm: llama_cpp.Llama, history: list[ChatMessage]) -> None:
+        """Evaluate the complete segments of ``history`` (this turn's messages and its answer) after the turn.
+
+        Runs on the worker's thread after the turn's stats were sent; an op for anything but the continuation of
+        this conversation stops it (:meth:`preempt`), and whatever it finished stays in the cache, reusable.
+        """
+        with self._lock:
+            if self._preempted or self._abort.is_set():
+                return
+            self._prepping = True
+            self._next = history
+        try:
+            try:
+                _prompt, tokens, cuts = self._prompt_plan(history, add_generation_prompt=False)
+            except ChatTemplateError:
+                return
+            pieces = _schedule(len(tokens), cuts, self._chunk, complete_only=True)
+            if pieces and pieces[-1][1] <= (self.info.n_ctx if self.info else 0):
+                self._evaluate(llm, tokens, pieces)
+        except RuntimeError as exc:  # aborted (a new op), or llama.cpp failed: the next turn starts from the pieces
+            if not self._abort.is_set():
+                log.warning("evaluating the answer for the next turn failed: %s", exc)
+            self._drop_partial(llm)
+        finally:
+            with self._lock:
+                self._prepping = False
+                self._next = None
+
+    def preempt(self, msg: dict[str, Any]) -> None:
+        """The worker received ``msg`` (any op but cancel): stop :meth:`_prepare_next` unless ``msg`` continues the
+        conversation it is preparing (then its work is that turn's own). Safe from any thread."""
+        with self._lock:
+            nxt = self._next
+            if nxt is not None and msg.get("op") == "chat" and _continues(msg.get("messages"), nxt):
+                return
+            self._preempted = True
+            if self._prepping:
+                self._abort.set()
+                self._abort_flag[0] = b"\x01"
+
+    def _drop_partial(self, llm: llama_cpp.Llama) -> None:
+        """After a failed or aborted piece: keep the complete pieces, drop the cells the piece may have written."""
+        keep = self._kv_pieces[-1][1] if self._kv_pieces else 0
+        if keep == 0 or not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            self._reset_state()
+            return
+        llm.n_tokens = keep
 
     def _reset_state(self) -> None:
         assert self.llm is not None
         self.llm.reset()  # type: ignore[no-untyped-call]
         self.llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
-        self._kv_aligned = 0
+        self._kv_pieces = []
 
 
 def _native_abort_check(flag: ctypes.Array[ctypes.c_char],
@@ -465,12 +574,38 @@ def _native_abort_check(flag: ctypes.Array[ctypes.c_char],
     return llama_lib.ggml_abort_callback(address), ctypes.cast(flag, ctypes.c_void_p)
 
 
-class _NativeDecoder:
-    """The decode loop on llama.cpp's own API, set up once per load: a one-token ``llama_batch`` reused for every
-    token, llama.cpp's sampler chain (made once per turn) and a reused buffer for each token's text. No logits are
-    copied to Python; sampling reads them inside llama.cpp."""
+def _schedule(n: int, cuts: Sequence[int], chunk: int, complete_only: bool = False) -> list[Piece]:
+    """The canonical batches of ``n`` prompt tokens whose message segments start at ``cuts``.
 
-    def __init__(self, llm: llama_cpp.Llama) -> None:
+    Each segment in pieces of at most ``chunk`` tokens from its start, then the last token alone. With
+    ``complete_only`` (a history without its next question): only the segments that end at a cut, which the next
+    prompt will contain unchanged.
+    """
+    if complete_only:
+        bounds = [0, *sorted({c for c in cuts if 0 < c <= n})]
+    else:
+        bounds = [0, *sorted({c for c in cuts if 0 < c < n - 1}), max(n - 1, 0)]
+    pieces = [(s, min(s + chunk, b)) for a, b in itertools.pairwise(bounds) for s in range(a, b, chunk)]
+    return pieces if complete_only else [*pieces, (n - 1, n)]
+
+
+def _continues(messages: Any, history: Sequence[ChatMessage]) -> bool:
+    """Whether ``messages`` (a chat request's, as sent) start with ``history`` and go on."""
+    if not isinstance(messages, list) or len(messages) <= len(history):
+        return False
+    try:
+        return all(m["role"] == h.role and m["content"] == h.content for m, h in zip(messages, history, strict=False))
+    except (TypeError, KeyError, IndexError):
+        return False
+
+
+class _NativeDecoder:
+    """Prompt and decode on llama.cpp's own API, set up once per load: a prompt ``llama_batch`` of ``n_max`` tokens
+    filled by memmove (no logits asked for), a one-token batch reused for every generated token, llama.cpp's
+    sampler chain (made once per turn) and a reused buffer for each token's text. No logits are copied to Python;
+    sampling reads them inside llama.cpp."""
+
+    def __init__(self, llm: llama_cpp.Llama, n_max: int) -> None:
         self._ctx = llm._ctx.ctx
         self._vocab = llm._model.vocab
         self._n_vocab = int(llama_lib.llama_vocab_n_tokens(self._vocab))
@@ -479,10 +614,30 @@ class _NativeDecoder:
         self._batch.n_seq_id[0] = 1
         self._batch.seq_id[0][0] = 0
         self._batch.logits[0] = 1
+        self._n_max = n_max
+        self._prompt = llama_lib.llama_batch_init(n_max, 0, 1)
+        for i in range(n_max):  # once per load: every prompt token is in sequence 0 and asks for no logits
+            self._prompt.n_seq_id[i] = 1
+            self._prompt.seq_id[i][0] = 0
+            self._prompt.logits[i] = 0
         self._buf = ctypes.create_string_buffer(64)
 
     def close(self) -> None:
         llama_lib.llama_batch_free(self._batch)
+        llama_lib.llama_batch_free(self._prompt)
+
+    def prefill(self, tokens: list[int], start: int, end: int) -> None:
+        """Evaluate ``tokens[start:end]`` (at most ``n_max``) at positions ``start..end-1`` in one llama_decode."""
+        n = end - start
+        assert 0 < n <= self._n_max
+        toks = array.array("i", tokens[start:end])
+        pos = array.array("i", range(start, end))
+        ctypes.memmove(self._prompt.token, toks.buffer_info()[0], n * toks.itemsize)
+        ctypes.memmove(self._prompt.pos, pos.buffer_info()[0], n * pos.itemsize)
+        self._prompt.n_tokens = n
+        rc = llama_lib.llama_decode(self._ctx, self._prompt)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
 
     def sampler(self, p: SamplingParams, seed: int, last_n: int) -> Any:
         """The chain llama-cpp-python's ``Llama.generate`` builds, so answers stay what they were; free it after."""

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -91,46 +91,96 @@ def test_typed_special_tokens_are_plain_text(runtime: LlamaRuntime) -> None:
     assert tokens == runtime.llm.tokenize(prompt.encode(), add_bos=False, special=True)
 
 
+def spy_batches(runtime: LlamaRuntime, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The [start, end) of every prompt batch the runtime evaluates from now on (the last token's aside)."""
+    native = runtime._native
+    assert native is not None
+    batches: list[tuple[int, int]] = []
+    real = native.prefill
+
+    def spy(tokens: list[int], start: int, end: int) -> None:
+        batches.append((start, end))
+        real(tokens, start, end)
+
+    monkeypatch.setattr(native, "prefill", spy)
+    return batches
+
+
+@in_child
+def test_schedule_cuts_at_messages_then_by_micro_batch() -> None:
+    from localchat.core.engine.runtime import _schedule
+
+    assert _schedule(10, [4, 7], 3) == [(0, 3), (3, 4), (4, 7), (7, 9), (9, 10)]
+    assert _schedule(10, [4, 7], 3, complete_only=True) == [(0, 3), (3, 4), (4, 7)]
+    assert _schedule(10, [9, 0, 12], 100) == [(0, 9), (9, 10)]  # no cut at or past the last token, none at 0
+    assert _schedule(1, [], 512) == [(0, 1)]
+
+
 @in_child
 def test_prompt_batches_do_not_depend_on_the_cache(runtime: LlamaRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
-    llm = runtime.llm
-    assert llm is not None
-    batches: list[tuple[int, int]] = []
-    real_eval = llm.eval
+    from localchat.core.engine.runtime import _schedule
 
-    def spy(tokens: Any) -> None:
-        batches.append((llm.n_tokens, len(tokens)))  # (first position, size)
-        real_eval(tokens)
-
-    monkeypatch.setattr(llm, "eval", spy)
-    n = len(runtime.prompt_tokens(LONG)[1])
-    chunk = runtime._chunk
-    assert n > chunk + 1
-
-    def prompt_batches() -> list[tuple[int, int]]:
-        # the prompt's batches are those before the first sampled token's own evaluation
-        out = []
-        for first, size in batches:
-            out.append((first, size))
-            if first + size == n:
-                break
-        batches.clear()
-        return out
+    batches = spy_batches(runtime, monkeypatch)
+    monkeypatch.setattr(runtime, "_chunk", 64)  # a long message in several micro-batches, with a short prompt
+    _prompt, tokens, cuts = runtime._prompt_plan(LONG)
+    n, chunk = len(tokens), runtime._chunk
+    assert n > 3 * chunk and len(cuts) == 1  # ChatML: one cut, at the <|im_end|> after the message
+    pieces = _schedule(n, cuts, chunk)[:-1]
+    assert pieces[0] == (0, chunk) and pieces[-2][1] == cuts[0] and pieces[-1] == (cuts[0], n - 1)
+    assert all(0 < end - start <= chunk for start, end in pieces)
 
     runtime._reset_state()
     turn(runtime, LONG)
-    cold = prompt_batches()
-    whole, rest = (n - 1) // chunk * chunk, (n - 1) % chunk
-    assert cold == [(i, chunk) for i in range(0, whole, chunk)] + ([(whole, rest)] if rest else []) + [(n - 1, 1)]
+    assert batches[:len(pieces)] == pieces  # cold: the canonical batches, then the answer's (for the next turn)
+    batches.clear()
     turn(runtime, LONG)
-    warm = prompt_batches()
+    # warm: the message's pieces are reused; only the tail is evaluated again, in the same batch as cold
+    assert batches[0] == pieces[-1] and all(b not in batches for b in pieces[:-1])
     turn(runtime, OTHER)
     batches.clear()
     turn(runtime, LONG)
-    after_other = prompt_batches()
-    # warm turns keep a prefix of whole chunks and then evaluate exactly the cold turn's remaining batches
-    assert warm == cold[-len(warm):] and len(warm) < len(cold)
-    assert after_other == cold[-len(after_other):]
+    assert batches[:len(pieces)] == pieces
+
+
+@in_child
+def test_the_next_turn_evaluates_only_its_new_message(runtime: LlamaRuntime,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from localchat.core.engine.runtime import _schedule
+
+    batches = spy_batches(runtime, monkeypatch)
+    runtime._reset_state()
+    first = turn(runtime, OTHER)
+    assert first.text.strip()
+    follow_up = [*OTHER, ChatMessage("assistant", first.text), ChatMessage("user", "And three animals?")]
+    _prompt, tokens, cuts = runtime._prompt_plan(follow_up)
+    assert len(cuts) == 3  # after each message's text
+    pieces = _schedule(len(tokens), cuts, runtime._chunk)
+    # right after the first turn the answer's segment was evaluated, as the follow-up's batches will have it
+    assert runtime._kv_pieces == pieces[:2]
+    batches.clear()
+    second = turn(runtime, follow_up)
+    assert second.error is None
+    assert batches[:2] == [(cuts[1], cuts[2]), (cuts[2], len(tokens) - 1)]  # the question and the tail only
+
+
+@in_child
+def test_preparing_the_next_turn_gives_way_to_other_requests(runtime: LlamaRuntime) -> None:
+    history = [ChatMessage("user", "a"), ChatMessage("assistant", "b")]
+    wire = [m.to_dict() for m in history]
+    runtime._next, runtime._prepping = history, True
+    try:
+        runtime.preempt({"op": "chat", "messages": [*wire, {"role": "user", "content": "c"}]})
+        assert not runtime._abort.is_set()  # the continuation: its work is this very preparation
+        for other in ({"op": "chat", "messages": [{"role": "user", "content": "x"}]}, {"op": "chat"},
+                      {"op": "chat", "messages": [None, 5, "z"]}, {"op": "unload"}, {"op": "ping"}):
+            runtime._abort.clear()
+            runtime.preempt(other)
+            assert runtime._abort.is_set(), other
+    finally:
+        runtime._next, runtime._prepping = None, False
+        runtime._abort.clear()
+        runtime._abort_flag[0] = b"\x00"
+    assert turn(runtime, OTHER).text.strip()
 
 
 @in_child
