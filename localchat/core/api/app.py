@@ -318,7 +318,7 @@ def _completion_id(turn: RunningTurn) -> str:
 def _engine_error(chunk: ErrorChunk) -> ApiError:
     if chunk.kind == "context_overflow":
         return ApiError(400, chunk.message, "invalid_request_error", "context_length_exceeded", "messages")
-    if chunk.kind in ("crashed", "no_model"):
+    if chunk.kind == "no_model":
         return worker_down(chunk.message)
     return ApiError(500, chunk.message, "server_error", chunk.kind)
 

@@ -10,14 +10,24 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from localchat.errors import LocalChatError
 
 Role = Literal["system", "user", "assistant"]
 ROLES = ("system", "user", "assistant")
 FinishReason = Literal["stop", "length", "cancelled"]
-ErrorKind = Literal["crashed", "out_of_memory", "context_overflow", "load_failed", "no_model", "internal"]
+# Why a turn or a load failed: the one list (the worker sends these; the window, chat and the API map them)
+ErrorKind = Literal["out_of_memory", "context_overflow", "load_failed", "invalid_file", "no_model", "internal"]
+ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
+
+
+def error_kind(value: object) -> ErrorKind:
+    """``value`` as an error kind; anything unknown (another version's worker, a crafted frame) is ``internal``."""
+    for kind in ERROR_KINDS:
+        if value == kind:
+            return kind
+    return "internal"
 
 
 TEMPERATURE_MAX = 5.0

@@ -23,6 +23,7 @@ from localchat.core.chat.messages import (
     ReasoningChunk,
     StatsChunk,
     TurnStats,
+    error_kind,
 )
 
 _HEADER = struct.Struct(">I")
@@ -156,4 +157,4 @@ def event_to_chunk(ev: dict[str, Any]) -> Chunk:
         return NoticeChunk(rid, ev["text"])
     if ev["ev"] == "stats":
         return StatsChunk(rid, TurnStats(**ev["stats"]))
-    return ErrorChunk(rid, ev.get("kind", "internal"), ev.get("message", "unknown error"))
+    return ErrorChunk(rid, error_kind(ev.get("kind")), str(ev.get("message", "unknown error")))

@@ -28,5 +28,13 @@ def test_frames_roundtrip_and_eof() -> None:
 
 def test_chunks_roundtrip() -> None:
     stats = TurnStats(3, 4, 0.1, 50.0, 0.3, "stop")
-    for chunk in (ContentChunk("r", "hi"), StatsChunk("r", stats), ErrorChunk("r", "crashed", "boom")):
+    for chunk in (ContentChunk("r", "hi"), StatsChunk("r", stats), ErrorChunk("r", "out_of_memory", "boom")):
         assert event_to_chunk(chunk_to_event(chunk)) == chunk
+
+
+def test_an_unknown_error_kind_from_a_frame_is_internal() -> None:
+    for kind in ("crashed", "", None, 7, ["context_overflow"]):
+        chunk = event_to_chunk({"ev": "error", "id": "r", "kind": kind, "message": "boom"})
+        assert chunk == ErrorChunk("r", "internal", "boom")
+    assert event_to_chunk({"ev": "error", "id": "r", "kind": "context_overflow", "message": "m"}).kind == \
+        "context_overflow"
