@@ -150,7 +150,7 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.core.chat.messages import ContentChunk, ErrorChunk, NoticeChunk, ReasoningChunk, TurnResult
     from localchat.core.chat.turn import stream_turn
     from localchat.core.engine.client import EngineClient
-    from localchat.core.engine.session import plan_load
+    from localchat.core.engine.load_options import plan_load
     from localchat.core.hardware.detect import SystemProbes, detect
     from localchat.core.models.starter import STARTER_NAME
 

@@ -99,7 +99,7 @@ def _helpers(ctx: AppContext, args: argparse.Namespace, n_layers: int, machine: 
     sandboxed worker and its relay), the layers llama.cpp would give each, and the link as measured once."""
     from localchat.cli.chat import checked_peers
     from localchat.core.engine.client import EngineClient
-    from localchat.core.engine.session import layer_split
+    from localchat.core.engine.load_options import layer_split
 
     with EngineClient(isolation=ctx.isolation_policy, peers=checked_peers(args)) as client:
         devices = client.rpc_devices()

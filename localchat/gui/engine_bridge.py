@@ -20,8 +20,8 @@ from localchat.core.chat.conversation import TurnRequest
 from localchat.core.chat.messages import ErrorChunk, StatsChunk, TurnStats
 from localchat.core.chat.turn import stream_turn
 from localchat.core.engine.client import EngineClient
+from localchat.core.engine.load_options import plan_load
 from localchat.core.engine.protocol import LoadInfo, LoadOptions
-from localchat.core.engine.session import plan_load
 from localchat.core.hardware.detect import SystemProbes, detect
 from localchat.errors import LocalChatError, WorkerCrashed
 from localchat.settings import Settings

@@ -100,7 +100,7 @@ class ModelHost:
         info = self.info
         if info is not None and self.model == name:
             return info
-        from localchat.core.engine.session import plan_load
+        from localchat.core.engine.load_options import plan_load
         from localchat.core.hardware.detect import SystemProbes, detect
 
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from localchat.core.engine.session import layer_split
+from localchat.core.engine.load_options import layer_split
 
 
 def test_even_free_memory_splits_evenly_with_the_output_layer_last() -> None:

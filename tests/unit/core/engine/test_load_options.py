@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from model_shapes import write_r1_qwen14b_q4km
 
-from localchat.core.engine.session import check_context, load_options_for, plan_load
+from localchat.core.engine.load_options import check_context, load_options_for, plan_load
 from localchat.core.hardware.detect import GIB, GpuDevice, Machine
 from localchat.core.hardware.sizing import this_machine
 from localchat.errors import ModelLoadError
