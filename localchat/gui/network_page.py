@@ -228,7 +228,7 @@ class NetworkPage(QWidget):
         lay.addWidget(table_box)
 
         proc_box = QGroupBox("Processes localchat started this session")
-        pl = QVBoxLayout(proc_box)
+        proc_layout = QVBoxLayout(proc_box)
         self.processes = QTableWidget(0, len(PROCESS_COLUMNS))
         self.processes.setHorizontalHeaderLabels(list(PROCESS_COLUMNS))
         self.processes.verticalHeader().setVisible(False)
@@ -240,11 +240,11 @@ class NetworkPage(QWidget):
         pheader.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         pheader.setSectionResizeMode(len(PROCESS_COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
         self.processes.setVisible(False)
-        pl.addWidget(self.processes)
+        proc_layout.addWidget(self.processes)
         self.processes_hint = QLabel()
         self.processes_hint.setObjectName("hint")
         self.processes_hint.setWordWrap(True)
-        pl.addWidget(self.processes_hint)
+        proc_layout.addWidget(self.processes_hint)
         lay.addWidget(proc_box)
 
         log_box = QGroupBox("Event log")

@@ -346,7 +346,7 @@ def _device_bytes(shape: ModelShape, where: list[int], n_dev: int, per_kv: int, 
     return [u + comp if u else 0 for u in used], blocks
 
 
-def _splits_to_try(shape: ModelShape, devices: list[DeviceBudget], ngl: int, per_kv: int,
+def _splits_to_try(shape: ModelShape, devices: list[DeviceBudget], gpu_layers: int, per_kv: int,
                    comp: int) -> list[list[float]]:
     """Candidate tensor_split fractions: llama.cpp's default (in proportion to free memory) and a greedy fill that
     gives each device as many consecutive layers as its room holds."""
@@ -354,9 +354,9 @@ def _splits_to_try(shape: ModelShape, devices: list[DeviceBudget], ngl: int, per
         return [[1.0]]
     room = [max(0, d.usable - comp) for d in devices]
     out = [[round(r / sum(room), 4) for r in room]] if sum(room) else []
-    start = max(shape.n_layers - ngl, 0)
+    start = max(shape.n_layers - gpu_layers, 0)
     sizes = [shape.layer_bytes[il] + per_kv for il in range(start, shape.n_layers)]
-    if ngl > shape.n_layers:
+    if gpu_layers > shape.n_layers:
         sizes.append(shape.output_bytes)
     counts, i = [0] * len(devices), 0
     for d, r in enumerate(room):
@@ -370,19 +370,19 @@ def _splits_to_try(shape: ModelShape, devices: list[DeviceBudget], ngl: int, per
     return out
 
 
-def _place(shape: ModelShape, devices: list[DeviceBudget], n_ctx: int, kv_type: str, fa: bool,
+def _place(shape: ModelShape, devices: list[DeviceBudget], n_ctx: int, kv_type: str, use_flash_attn: bool,
            max_layers: int | None) -> _Placement:
     """The most layers (≤ max_layers) whose llama.cpp placement fits every device's free memory less its reserve."""
-    comp = compute_bytes(shape, n_ctx, fa)
+    comp = compute_bytes(shape, n_ctx, use_flash_attn)
     per_kv = kv_bytes(shape, n_ctx, kv_type, 1)
     full = shape.n_layers + 1
     top = full if max_layers is None else max(0, min(max_layers, full))
-    for ngl in range(top, 0, -1):
-        for split in _splits_to_try(shape, devices, ngl, per_kv, comp):
-            where = assign_layers(shape.n_layers, ngl, split)
+    for gpu_layers in range(top, 0, -1):
+        for split in _splits_to_try(shape, devices, gpu_layers, per_kv, comp):
+            where = assign_layers(shape.n_layers, gpu_layers, split)
             used, blocks = _device_bytes(shape, where, len(devices), per_kv, comp)
             if all(u <= d.usable for u, d in zip(used, devices, strict=True)):
-                return _Placement(ngl, split if len(devices) > 1 else None, used, blocks, where[-1] >= 0)
+                return _Placement(gpu_layers, split if len(devices) > 1 else None, used, blocks, where[-1] >= 0)
     return _Placement(0, None, [0] * len(devices), [0] * len(devices), False)
 
 
@@ -406,11 +406,11 @@ def plan_offload(shape: ModelShape, machine: Machine, n_ctx: int, *, allow_ctx_r
         n_ctx = shape.n_ctx_train
     asked_ctx = pad_ctx(n_ctx)
     override = None if gpu_layers_override is None else (full if gpu_layers_override < 0 else gpu_layers_override)
-    fa = bool(devices) if flash_attn is None else flash_attn
-    if kv_type and kv_type != "f16" and not fa:
+    use_flash_attn = bool(devices) if flash_attn is None else flash_attn
+    if kv_type and kv_type != "f16" and not use_flash_attn:
         reasons.append(f"a {kv_type} KV cache needs flash attention in llama.cpp: using f16")
         kv_type = "f16"
-    kv_choices = [kv_type] if kv_type else (["f16", "q8_0"] if fa else ["f16"])
+    kv_choices = [kv_type] if kv_type else (["f16", "q8_0"] if use_flash_attn else ["f16"])
     contexts = [asked_ctx]
     c = asked_ctx
     while c > MIN_CTX:
@@ -418,15 +418,15 @@ def plan_offload(shape: ModelShape, machine: Machine, n_ctx: int, *, allow_ctx_r
         contexts.append(c)
 
     def best_full(ctxs: list[int]) -> tuple[int, str, _Placement] | None:
-        for cx in ctxs:
+        for ctx in ctxs:
             for kv in kv_choices:
-                pl = _place(shape, devices, cx, kv, fa, None)
-                if pl.n_gpu_layers == full:
-                    return cx, kv, pl
+                placement = _place(shape, devices, ctx, kv, use_flash_attn, None)
+                if placement.n_gpu_layers == full:
+                    return ctx, kv, placement
         return None
 
-    def best_at(cx: int) -> tuple[int, str, _Placement]:
-        options = [(cx, kv, _place(shape, devices, cx, kv, fa, None)) for kv in kv_choices]
+    def best_at(ctx: int) -> tuple[int, str, _Placement]:
+        options = [(ctx, kv, _place(shape, devices, ctx, kv, use_flash_attn, None)) for kv in kv_choices]
         return max(options, key=lambda o: o[2].n_gpu_layers)  # ties keep the first (f16)
 
     chosen: tuple[int, str, _Placement]
@@ -439,14 +439,14 @@ def plan_offload(shape: ModelShape, machine: Machine, n_ctx: int, *, allow_ctx_r
             chosen = auto
         else:  # the user's layers and context win; the planner's own choice at that context is the yardstick
             auto = best_at(asked_ctx)
-            chosen = (asked_ctx, auto[1], _place(shape, devices, asked_ctx, auto[1], fa, override))
+            chosen = (asked_ctx, auto[1], _place(shape, devices, asked_ctx, auto[1], use_flash_attn, override))
     ctx_used, kv_used, placed = chosen
     n_gpu_layers = placed.n_gpu_layers
     blocks = placed.blocks
     output_on = placed.output_on_gpu
 
     kv_total = kv_bytes(shape, ctx_used, kv_used)
-    comp = compute_bytes(shape, ctx_used, fa)
+    comp = compute_bytes(shape, ctx_used, use_flash_attn)
     cpu_blocks = shape.n_layers - blocks
     cpu_weights = sum(shape.layer_bytes[:cpu_blocks]) + shape.embd_bytes + (0 if output_on else shape.output_bytes)
     repack_types = frozenset(machine.cpu_repack_types) if machine.cpu_repack_types is not None else None
@@ -465,7 +465,7 @@ def plan_offload(shape: ModelShape, machine: Machine, n_ctx: int, *, allow_ctx_r
     reasons.append(f"KV cache {_fmt(kv_total)} for {ctx_used} tokens ({kv_used}): {ctx_used} × {shape.n_layers} "
                    f"layers × {shape.n_kv_heads} KV heads × ({shape.head_dim_k} + {shape.head_dim_v}) × "
                    f"{KV_TYPE_BYTES[kv_used]:.3g} bytes")
-    reasons.append(f"compute buffer about {_fmt(comp)} ({'with' if fa else 'without'} flash attention)")
+    reasons.append(f"compute buffer about {_fmt(comp)} ({'with' if use_flash_attn else 'without'} flash attention)")
     gpu_names = ", ".join(f"{d.name} ({_fmt(d.free_bytes)} free of {_fmt(d.total_bytes)})" for d in devices)
     if not devices:
         reasons.append("no GPU this llama.cpp build can use: everything runs on the CPU")
@@ -518,7 +518,7 @@ def plan_offload(shape: ModelShape, machine: Machine, n_ctx: int, *, allow_ctx_r
     return OffloadPlan(
         n_layers=shape.n_layers, n_gpu_layers=n_gpu_layers, n_ctx=ctx_used, weights_bytes=shape.weights_bytes,
         kv_bytes=kv_total, compute_bytes=comp, gpu_bytes=list(placed.per_device), cpu_bytes=cpu_bytes,
-        tensor_split=placed.split, flash_attn=fa, kv_type=kv_used, verdict=verdict, reasons=reasons)
+        tensor_split=placed.split, flash_attn=use_flash_attn, kv_type=kv_used, verdict=verdict, reasons=reasons)
 
 
 def _override_cost(asked: int, wanted: int, got: int, auto: int, full: int, placed: _Placement,
