@@ -46,6 +46,17 @@ def atomic_write_text(path: Path, text: str) -> None:
                 os.close(dfd)
 
 
+def aside_name(path: Path, reason: str = "corrupt", suffix: str = "") -> Path:
+    """Where damaged ``path`` is kept: ``<name>.<reason>-<YYYYmmdd-HHMMSS><suffix>`` beside it, never over an earlier
+    one (``-2``, ``-3`` … within the same second). The caller moves or writes it; nothing is touched here."""
+    path = Path(path)
+    base = f"{path.name}.{reason}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, n = path.with_name(base + suffix), 2
+    while candidate.exists() or Path(f"{candidate}-wal").exists():
+        candidate, n = path.with_name(f"{base}-{n}{suffix}"), n + 1
+    return candidate
+
+
 class LockBusy(Exception):
     """The lock is held by another process (or another open of it in this one). ``pid`` is the holder, if known."""
 

@@ -10,8 +10,6 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from localchat.core.chat.messages import (
     check_top_p,
 )
 from localchat.errors import SettingsError
+from localchat.fsutil import aside_name, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +137,7 @@ class SettingsFile:
                 raise ValueError(f"unknown schema version {version!r}")
             return Settings.from_dict(raw)
         except (OSError, ValueError, TypeError, SettingsError) as exc:
-            backup = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            backup = aside_name(self.path)
             try:
                 os.replace(self.path, backup)
                 self.recovered_from = backup
@@ -150,15 +149,4 @@ class SettingsFile:
 
     def save(self, settings: Settings) -> None:
         settings.validate()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(settings.to_dict(), indent=2, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(prefix=".settings-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.path, json.dumps(settings.to_dict(), indent=2, sort_keys=True))

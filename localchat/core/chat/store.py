@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from localchat.errors import LocalChatError
+from localchat.fsutil import aside_name
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ class ConversationStore:
                 raise self._in_use() from exc
             if kind != "corrupt":  # permissions, I/O, a full disk: not a reason to set the history aside
                 raise LocalChatError(f"cannot open the chat history {self.path}: {exc}") from exc
-            backup = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            backup = aside_name(self.path)
             log.warning("conversation database %s is unreadable (%s); kept it as %s and started a new one",
                         self.path, exc, backup)
             for suffix in ("", "-wal", "-shm"):

@@ -35,7 +35,6 @@ Public API::
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -47,6 +46,7 @@ from typing import Any
 
 from localchat.core.hardware.detect import GpuDevice, Machine
 from localchat.core.hardware.planner import KV_TYPE_BYTES, ModelShape, OffloadPlan, assign_layers, pad_ctx
+from localchat.fsutil import atomic_write_text
 
 GB = 1e9
 # Fractions of the bandwidth figure llama.cpp's decode reaches: (typical, low, high).
@@ -255,10 +255,7 @@ def cached_cpu_probe(cpu_name: str, threads: int, cache_dir: Path | None = None,
             max(fresh.thread_flops, cached.thread_flops), fresh.measured_at, fresh.seconds)
         data[key] = {**result.to_dict(), "runs": 1 if refresh else runs + 1}
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-            os.replace(tmp, path)
+            atomic_write_text(path, json.dumps(data, indent=1))
         except OSError:
             pass  # a read-only cache only costs another half second next time
         _session_probes[key] = result

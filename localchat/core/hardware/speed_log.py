@@ -13,12 +13,13 @@ the next turn makes up.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from localchat.fsutil import atomic_write_text
 
 FILE_NAME = "decode_speed.json"
 KEEP = 5
@@ -71,10 +72,7 @@ def record_decode(data_dir: Path | None, model_file: str | Path, tokens_per_s: f
     data[key] = {"recent": [*recent, round(float(tokens_per_s), 3)], "n_gpu_layers": n_gpu_layers,
                  "updated": time.time()}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{FILE_NAME}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(data, indent=1))
     except OSError:
         pass
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 
 from localchat.core.models.hub import RemoteFile, RemoteModel
 from localchat.errors import DownloadError
+from localchat.fsutil import atomic_write_text
 
 log = logging.getLogger(__name__)
 SHAPE_KEYS = ("n_layers", "n_embd", "n_kv_heads", "head_dim", "n_vocab")
@@ -250,13 +249,5 @@ class Catalogue:
         if not ok and errors and len({str(e) for e in errors}) == 1:
             raise errors[0]
         raw["refreshed"] = time.time()
-        self.cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.cached.parent, prefix=".catalogue-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(raw, fh, indent=1)
-            os.replace(tmp, self.cached)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.cached, json.dumps(raw, indent=1))
         return RefreshReport(updated, ok, failed)

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from localchat.core.models.hub import RemoteFile, RemoteModel, hub_error, hub_scope, repo_models, user_token
 from localchat.core.models.library import Library, LibraryEntry, check_name, slug
 from localchat.errors import DownloadError, InvalidModelFile
-from localchat.fsutil import FileLock, LockBusy
+from localchat.fsutil import FileLock, LockBusy, atomic_write_text
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -264,10 +264,8 @@ class DownloadJob:
             return {}
 
     def _write_manifest(self, verified: list[str]) -> None:
-        tmp = self.manifest.with_name(self.manifest.name + ".tmp")
-        tmp.write_text(json.dumps({"model": self.model.to_dict(), "verified": verified, "updated": time.time()}),
-                       encoding="utf-8")
-        os.replace(tmp, self.manifest)
+        atomic_write_text(self.manifest, json.dumps({"model": self.model.to_dict(), "verified": verified,
+                                                     "updated": time.time()}))
 
     # -- the download --------------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from localchat.errors import DownloadError, InvalidModelFile, LocalChatError, ModelNotFound
-from localchat.fsutil import FileLock, LockBusy, atomic_write_text
+from localchat.fsutil import FileLock, LockBusy, aside_name, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -189,16 +189,15 @@ class Library:
     def _repair(self) -> dict[str, LibraryEntry]:
         """Under the lock: parse again (another process may have repaired it already) and set damage aside."""
         good, rejected, unusable = self._parse()
-        stamp = time.strftime("%Y%m%d-%H%M%S")
         if unusable is not None:
-            backup = self._free_name(f"{self.library_file.name}.corrupt-{stamp}")
+            backup = aside_name(self.library_file)
             log.warning("library file unreadable (%s); kept as %s", unusable, backup)
             os.replace(self.library_file, backup)
             self._notice(f"the model library was unreadable ({unusable[:80]}); it was kept as {backup} and a new "
                          f"one started")
             return {}
         if rejected:
-            aside = self._free_name(f"{self.library_file.stem}.rejected-{stamp}.json")
+            aside = aside_name(self.library_file.with_name(self.library_file.stem), "rejected", ".json")
             atomic_write_text(aside, json.dumps({"library": str(self.library_file), "rejected": rejected},
                                                 indent=2, default=repr))
             self._write(good)
@@ -208,13 +207,6 @@ class Library:
             self._notice(f"{n} damaged library entr{'y' if n == 1 else 'ies'} set aside in {aside} "
                          f"({rejected[0]['reason'][:100]}{'; …' if n > 1 else ''})")
         return good
-
-    def _free_name(self, name: str) -> Path:
-        p, n = self.library_file.with_name(name), 2
-        while p.exists():
-            stem, dot, ext = name.partition(".json") if name.endswith(".json") else (name, "", "")
-            p, n = self.library_file.with_name(f"{stem}-{n}{dot}{ext}"), n + 1
-        return p
 
     def _notice(self, text: str) -> None:
         if text not in self.notices:
