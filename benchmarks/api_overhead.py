@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import psutil
 
 from localchat.core.api.server import ApiServer, ServerOptions, bind
 from localchat.core.api.shared import EngineTurns, SharedModelHost
 from localchat.core.chat.messages import ChatMessage, ContentChunk, SamplingParams
 from localchat.core.engine.client import EngineClient
-from localchat.core.engine.session import plan_load
+from localchat.core.engine.load_options import plan_load
 from localchat.core.models.starter import ensure_starter_model
 from localchat.paths import machine_cache_dir
 from localchat.settings import Settings
@@ -42,8 +43,14 @@ KEY = "bench-key-" + "k" * 24
 N_CTX = 2048
 
 
-def timed(start: Callable[[], Iterable[Any]], is_token: Callable[[Any], bool]) -> tuple[float, float, int]:
-    """The clock starts before the request is made: an HTTP stream's create() returns only with the headers."""
+def timed(start: Callable[[], Iterable[Any]], is_token: Callable[[Any], bool],
+          extra_cpu: Callable[[], float] = lambda: 0.0) -> tuple[float, float, int, float]:
+    """The clock starts before the request is made: an HTTP stream's create() returns only with the headers.
+
+    Also the CPU seconds the app side spent (this process — client, and for the window side the server too — plus
+    ``extra_cpu``, the ``serve`` process): unlike wall time it hardly moves when other programs hold the cores.
+    """
+    cpu0 = time.process_time() + extra_cpu()
     t0 = time.perf_counter()
     first = last = 0.0
     n = 0
@@ -54,7 +61,7 @@ def timed(start: Callable[[], Iterable[Any]], is_token: Callable[[Any], bool]) -
                 first = now
             last = now
             n += 1
-    return first - t0, (n - 1) / (last - first), n
+    return first - t0, (n - 1) / (last - first), n, time.process_time() + extra_cpu() - cpu0
 
 
 def main() -> None:
@@ -86,17 +93,25 @@ def main() -> None:
     threading.Thread(target=window_server.run, args=(up.set,), daemon=True).start()
     up.wait(30)
     window_api = openai.OpenAI(base_url=window_server.url, api_key=KEY, max_retries=0)
-    ours: dict[str, list[float]] = {f"{side}_{m}": [] for side in ("api", "direct", "window") for m in ("ttft", "tps")}
+    ours: dict[str, list[float]] = {f"{side}_{m}": [] for side in ("api", "direct", "window")
+                                    for m in ("ttft", "tps", "cpu")}
 
-    def via_api(seed: int, api: openai.OpenAI = api) -> tuple[float, float, int]:
+    serve_proc = psutil.Process(server.pid)
+
+    def serve_cpu() -> float:
+        t = serve_proc.cpu_times()
+        return float(t.user + t.system)
+
+    def via_api(seed: int, api: openai.OpenAI = api,
+                extra: Callable[[], float] = serve_cpu) -> tuple[float, float, int, float]:
         def start() -> Iterable[Any]:
             return api.chat.completions.create(
                 model="smollm2-135m", messages=[{"role": "user", "content": PROMPT}], stream=True,
                 max_tokens=args.tokens, seed=seed, temperature=0.8, top_p=0.95)
 
-        return timed(start, lambda c: bool(c.choices and c.choices[0].delta.content))
+        return timed(start, lambda c: bool(c.choices and c.choices[0].delta.content), extra)
 
-    def via_client(seed: int) -> tuple[float, float, int]:
+    def via_client(seed: int) -> tuple[float, float, int, float]:
         # the API's sampling for a plain request: app defaults (top-k 40, min-p 0.05) with the request's values
         sampling = SamplingParams(max_tokens=args.tokens, seed=seed, temperature=0.8, top_p=0.95)
 
@@ -106,8 +121,8 @@ def main() -> None:
 
         return timed(start, lambda c: isinstance(c, ContentChunk))
 
-    def via_window(seed: int) -> tuple[float, float, int]:
-        return via_api(seed, window_api)
+    def via_window(seed: int) -> tuple[float, float, int, float]:
+        return via_api(seed, window_api, lambda: 0.0)
 
     try:
         via_api(0), via_client(0), via_window(0)  # warm all: page cache, KV cache of the prompt
@@ -115,10 +130,12 @@ def main() -> None:
         for i in range(args.runs):
             order = sides[i % 3:] + sides[: i % 3]
             for name, run in order:
-                ttft, tps, n = run(100 + i)
+                ttft, tps, n, cpu = run(100 + i)
                 ours[f"{name}_ttft"].append(ttft)
                 ours[f"{name}_tps"].append(tps)
-                print(f"run {i} {name:6s}: TTFT {ttft * 1000:6.1f} ms, {tps:6.1f} tok/s ({n} tokens)", flush=True)
+                ours[f"{name}_cpu"].append(cpu / n)
+                print(f"run {i} {name:6s}: TTFT {ttft * 1000:6.1f} ms, {tps:6.1f} tok/s ({n} tokens), app CPU "
+                      f"{cpu / n * 1000:.2f} ms/token", flush=True)
     finally:
         api.close()
         window_api.close()
@@ -136,6 +153,9 @@ def main() -> None:
     print(f"| TTFT ms | {d_ttft * 1000:.1f} | {med['api_ttft'] * 1000:.1f} | "
           f"{(med['api_ttft'] - d_ttft) * 1000:+.1f} ms | {med['window_ttft'] * 1000:.1f} | "
           f"{(med['window_ttft'] - d_ttft) * 1000:+.1f} ms |")
+    print(f"| app-side CPU ms per token | {med['direct_cpu'] * 1000:.2f} | {med['api_cpu'] * 1000:.2f} | "
+          f"{(med['api_cpu'] - med['direct_cpu']) * 1000:+.2f} | {med['window_cpu'] * 1000:.2f} | "
+          f"{(med['window_cpu'] - med['direct_cpu']) * 1000:+.2f} |")
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
