@@ -5,6 +5,11 @@ covers inference, not just an idle worker) while the socket monitor and the audi
 report. It never downloads anything: without a local model it checks an idle worker and says so. Exit status: 0 when
 the worker was kernel-isolated and nothing left the machine; 1 when the worker is not kernel-isolated (the reason
 is printed first, on stderr); 2 when a connection beyond the machine (or an unexpected audit event) was seen.
+
+LAN mode (``--rpc A,B``): the turn's model is split over those helper machines through the worker's relay
+(docs/RPC.md), and the claim becomes "only these peers": the worker still has no interface but its loopback, and the
+app connected only to the listed helpers (bytes and connections per helper, every refused request). A connection to
+anything not listed is a leak (exit 2); the listed helpers are not.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from localchat.cli.chat import add_rpc_arguments
 from localchat.context import AppContext
 
 EXIT_LEAK = 2
@@ -24,6 +30,7 @@ def register(sub: Any) -> None:
     p.add_argument("--model", metavar="M", help="model for the test turn (default: the starter, if installed)")
     p.add_argument("--no-chat", action="store_true", help="check an idle worker only (no model is loaded)")
     p.add_argument("--export", metavar="DIR", help="also write the JSON and text report into DIR")
+    add_rpc_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -43,9 +50,62 @@ def _local_model(ctx: AppContext, args: argparse.Namespace) -> tuple[Path | None
     return None, "no local model to test with (nothing is downloaded for a check): idle worker only"
 
 
+def lan_findings(data: dict[str, Any], helpers: dict[str, Any], isolation: dict[str, Any]) -> dict[str, Any]:
+    """LAN mode's "only these peers", from the report's data and the relay's counts (``client.relay_report()``).
+
+    A non-local socket of the app to a listed helper is expected; any other is ``unlisted`` (a leak). When the
+    report's event list was cut short, the events it no longer holds count as unlisted (never a false "silent").
+    """
+    listed = [p["peer"] for p in helpers["peers"]]
+    app = data["app"]
+    events = [e for e in app["socket_events"] if e["kind"] in ("lan", "internet")]
+    to_listed = [e for e in events if e["remote"] in listed]
+    non_local = (app["outbound_internet_connections"] or 0) + (app["outbound_lan_connections"] or 0)
+    unlisted = [e for e in events if e["remote"] not in listed]
+    unseen = max(0, non_local - len(events))  # dropped from the ring: not shown to be a listed helper
+    relay = isolation.get("relay") or {}
+    now = (data["worker"].get("now") or {}).get("interfaces")
+    interfaces = [i["name"] for i in (now if now is not None else relay.get("interfaces") or [])]
+    unexpected = app["audit_unexpected_total"] or 0
+    silent = not unlisted and not unseen and not unexpected
+    return {
+        "scope": "only these peers",
+        "peers": listed,
+        "worker_interfaces": interfaces,
+        "worker_only_loopback": interfaces == ["lo"],
+        "beyond_loopback": (relay.get("beyond_loopback") or {}).get("result"),
+        "helpers": helpers["peers"],
+        "refused": helpers["refused"],
+        "connections_to_listed": len(to_listed),
+        "unlisted_connections": len(unlisted) + unseen,
+        "unlisted": unlisted,
+        "silent": silent,
+        "verdict": (f"Only these peers: the app connected only to {', '.join(listed)}; "
+                    f"{unexpected} unexpected audit events" if silent else
+                    f"ATTENTION: {len(unlisted) + unseen} connections to machines not listed and {unexpected} "
+                    "unexpected audit events — see the lists below"),
+    }
+
+
+def lan_text(lan: dict[str, Any]) -> list[str]:
+    """The LAN-mode section of the text report."""
+    ifs = ", ".join(lan["worker_interfaces"]) or "none"
+    lines = ["LAN mode: only these peers", f"  {lan['verdict']}",
+             f"  Worker's interfaces: {ifs} ({'only its loopback' if lan['worker_only_loopback'] else 'NOT only lo'})"
+             f"; beyond its loopback (TEST-NET-1): {lan['beyond_loopback'] or 'not tried'}"]
+    for p in lan["helpers"]:
+        lost = f"; lost: {p['lost']}" if p.get("lost") else ""
+        lines.append(f"  helper {p['peer']:<24} {p['connections']} connection(s), sent {p['bytes_sent']:,} B, "
+                     f"received {p['bytes_received']:,} B{lost}")
+    lines += [f"  refused: {r['peer']}: {r['reason']}" for r in lan["refused"]] or ["  refused attempts: none"]
+    lines += [f"  NOT LISTED: {e['process']} (pid {e['pid']}) {e['proto']} {e['local']} → {e['remote']}"
+              for e in lan["unlisted"]]
+    return lines
+
+
 def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.cli import emit_json
-    from localchat.cli.chat import warn_if_not_isolated
+    from localchat.cli.chat import checked_peers, warn_if_not_isolated
     from localchat.core.chat.messages import ChatMessage, SamplingParams
     from localchat.core.engine.client import EngineClient
     from localchat.core.engine.protocol import LoadOptions
@@ -55,9 +115,10 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.core.privacy.report import EvidenceReport
 
     lock_environment()
+    peers = checked_peers(args)  # before anything starts: a public helper is refused in one line
     guard = AuditGuard.active() or AuditGuard(offline=True).install()  # the app's guard: its events since launch
     model, note = _local_model(ctx, args)
-    client = EngineClient(isolation="auto")
+    client = EngineClient(isolation="auto", peers=peers)
     session = SocketMonitor.session()  # started by app.main with the process: its "since" is the launch
     monitor = session if session is not None else SocketMonitor(lambda: own_processes(client.pid))
     with client:
@@ -66,7 +127,9 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
             session.worker_pid = client.pid
         monitor.poll()
         if model is not None:
-            client.load(model, LoadOptions(n_ctx=512))
+            # LAN mode: every layer offloaded, llama.cpp splits them over the helpers (through the relay)
+            client.load(model, LoadOptions(n_ctx=512, n_gpu_layers=-1 if peers else 0,
+                                           rpc_servers=client.rpc_servers or None))
             monitor.poll()
             for _ in client.chat([ChatMessage("user", "Say OK.")], SamplingParams(max_tokens=4, seed=1)):
                 monitor.poll()
@@ -74,15 +137,24 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
         monitor.poll()
         report = EvidenceReport(client.hello.isolation, guard, monitor, client.pid, [note])
         data = report.to_dict()  # while the worker runs: its namespace is re-read from the outside
+        helpers = client.relay_report()
+        isolation = client.hello.isolation
+        if helpers is not None:
+            data["lan_mode"] = lan = lan_findings(data, helpers, isolation)
+            data["silent"], data["verdict"] = lan["silent"], lan["verdict"]
+        text = report.to_text(data) + "".join(f"{line}\n" for line in lan_text(data["lan_mode"])) if peers else ""
         if args.export:
-            report.export(Path(args.export), data=data)
-    isolation = client.hello.isolation
+            _js, txt = report.export(Path(args.export), data=data)
+            if peers:
+                txt.write_text(text, encoding="utf-8")
     if not isolation.get("isolated"):
         warn_if_not_isolated(isolation)
     if args.json:
         emit_json(data)
     else:
-        print(report.to_text(data), end="")
+        print(text or report.to_text(data), end="")
     if not data["silent"]:
         return EXIT_LEAK
+    if peers and not data["lan_mode"]["worker_only_loopback"]:
+        return 1  # the worker's relay claim needs nothing but its loopback
     return 0 if isolation.get("isolated") else 1

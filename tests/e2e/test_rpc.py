@@ -395,3 +395,31 @@ def test_a_helper_on_a_lan_address_answers_through_the_offline_app(tmp_path: Pat
         assert [d for d in out["split"] if d.startswith("RPC")] == [f"RPC0[{out['isolation']['relay']['listen'][0]}]"]
         stats = out["helpers"]["peers"][0]
         assert stats["peer"] == peer and stats["bytes_sent"] > 10 * 2**20 and out["helpers"]["refused"] == []
+
+
+def test_netcheck_rpc_reports_only_these_peers(helpers: list[Helper], tmp_path: Path, starter_model: Path) -> None:
+    """``netcheck --rpc``: a turn split over both helpers; the report says the worker has only its loopback and the
+    app connected only to the two listed helpers, with bytes and connections per helper equal to the helpers' own."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOCALCHAT_HOME": str(tmp_path / "home")}
+    rpc = ",".join(h.peer.endpoint for h in helpers)
+    proc = subprocess.run([sys.executable, "-m", "localchat", "netcheck", "--model", str(starter_model), "--rpc", rpc,
+                           "--json", "--export", str(tmp_path / "report")],
+                          capture_output=True, text=True, timeout=900, env=env)
+    out = json.loads(proc.stdout)
+    if not out["worker"]["isolation"].get("isolated"):
+        skip_or_fail(f"the worker was not isolated: {out['worker']['isolation'].get('reason')}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lan = out["lan_mode"]
+    assert lan["scope"] == "only these peers" and lan["peers"] == [h.peer.endpoint for h in helpers]
+    assert lan["worker_interfaces"] == ["lo"] and lan["worker_only_loopback"]
+    assert lan["beyond_loopback"] == "ENETUNREACH"
+    assert lan["silent"] and out["silent"] and lan["unlisted_connections"] == 0 and lan["refused"] == []
+    assert out["verdict"].startswith(f"Only these peers: the app connected only to {rpc.replace(',', ', ')}")
+    for p in lan["helpers"]:  # the version check and llama.cpp's connections; the weights went there
+        assert p["connections"] >= 2 and p["bytes_sent"] > 10 * 2**20 and p["bytes_received"] > 0
+    if all(h.trace is not None for h in helpers):  # what each helper process itself saw, to the byte
+        assert [(p["bytes_sent"], p["bytes_received"]) for p in lan["helpers"]] == [h.seen() for h in helpers]
+    text = (tmp_path / "report" / "localchat-privacy-report.txt").read_text()
+    assert "LAN mode: only these peers" in text and "refused attempts: none" in text
+    for h in helpers:
+        assert re.search(rf"helper {re.escape(h.peer.endpoint)}\s+\d+ connection\(s\), sent [\d,]+ B", text), text
