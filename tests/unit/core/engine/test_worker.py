@@ -78,6 +78,28 @@ def test_same_seed_same_text_cold_warm_and_after_another_turn(starter_model: Pat
     assert after_other.text == cold.text
 
 
+def test_follow_up_same_text_warm_cold_and_regenerated(starter_model: Path) -> None:
+    # the second turn reuses the first's cache (its answer evaluated after the turn); a cold worker agrees
+    sampling = SamplingParams(max_tokens=24, seed=4, temperature=0.9)
+    q1 = [ChatMessage("user", "Name three colours.")]
+    with EngineClient(isolation="off") as c:
+        c.load(starter_model, LoadOptions(n_ctx=2048))
+        first = run_turn(c, q1, sampling)
+        assert first.error is None and first.text.strip()
+        follow_up = [*q1, ChatMessage("assistant", first.text), ChatMessage("user", "And three animals?")]
+        warm = run_turn(c, follow_up, sampling)
+        regenerated = run_turn(c, follow_up, sampling)
+        run_turn(c, [ChatMessage("user", "Say hi.")], sampling)
+        after_other = run_turn(c, follow_up, sampling)
+    with EngineClient(isolation="off") as c:
+        c.load(starter_model, LoadOptions(n_ctx=2048))
+        cold = run_turn(c, follow_up, sampling)
+    assert cold.error is None and cold.text.strip()
+    assert warm.text == cold.text
+    assert regenerated.text == cold.text
+    assert after_other.text == cold.text
+
+
 def test_load_reports_what_llama_cpp_did(client: EngineClient, starter_model: Path) -> None:
     info = client.info
     assert info is not None
