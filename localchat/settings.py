@@ -77,6 +77,10 @@ class Settings:
     last_conversation: int | None = None
     system_prompt: str = ""
     window: dict[str, Any] = field(default_factory=dict)
+    # LAN mode (docs/RPC.md): helper machines running llama.cpp's rpc-server, "HOST:PORT"; none by default.
+    # A public address is kept only once the user confirmed it (helpers_allow_public).
+    helpers: list[str] = field(default_factory=list)
+    helpers_allow_public: bool = False
 
     def validate(self) -> None:
         """Raises SettingsError naming the first value of the wrong type or out of range, in one line."""
@@ -104,6 +108,26 @@ class Settings:
             raise SettingsError(f"require_isolation must be true or false, not {self.require_isolation!r}")
         if not isinstance(self.window, dict):
             raise SettingsError(f"window must be an object, not {self.window!r}")
+        self.helper_peers()
+
+    def helper_peers(self) -> list[Any]:
+        """The helper machines as :class:`~localchat.core.privacy.relay.Peer` (LAN mode; empty: off).
+
+        Raises:
+            SettingsError: one line about the first bad entry (a public one unless ``helpers_allow_public``).
+        """
+        from localchat.core.privacy.relay import PeerError, parse_peers
+
+        if not isinstance(self.helpers_allow_public, bool):
+            raise SettingsError(f"helpers_allow_public must be true or false, not {self.helpers_allow_public!r}")
+        if not isinstance(self.helpers, list) or not all(isinstance(h, str) for h in self.helpers):
+            raise SettingsError(f"helpers must be a list of HOST:PORT texts, not {str(self.helpers)[:80]!r}")
+        if not self.helpers:
+            return []
+        try:
+            return parse_peers(self.helpers, allow_public=self.helpers_allow_public)
+        except PeerError as exc:
+            raise SettingsError(f"helper machines: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -97,15 +97,26 @@ class EngineWorker(QObject):
         with self.turns.hold(f"load-{request.load_id}", self._wait(request.load_id)):
             self._load(request)
 
+    def _use_helpers(self, settings: Settings) -> None:
+        """LAN mode: a worker for the settings' helper machines (the same path as ``chat --rpc``); other helpers
+        than the running worker's restart it with a new client, whose relay connects to those only."""
+        peers = settings.helper_peers()
+        if peers == self.client.peers:
+            return
+        self.client.close()
+        self.client = EngineClient(isolation=self.client.isolation, peers=peers)
+        self.turns.client = self.client
+
     def _load(self, request: LoadRequest) -> None:
         try:
             self._model = None
             self.loaded_model = None
+            self._use_helpers(request.settings)
             self._ensure_started()
             # llama.cpp's devices and free memory are probed inside the sandboxed worker; the plan is made here
             machine = detect(SystemProbes(self.client.isolation, engine=self.client))
             options, _plan = plan_load(request.path, n_ctx=request.settings.n_ctx, settings=request.settings,
-                                       machine=machine)
+                                       machine=machine, rpc_servers=self.client.rpc_servers or None)
             info = self._do_load(str(request.path), options)
             self._model = (str(request.path), options)
             self.loaded_model = (request.name, request.path)
@@ -113,7 +124,7 @@ class EngineWorker(QObject):
         except WorkerCrashed as exc:
             self.workerStopped.emit()
             self.loadFailed.emit(request.load_id, str(exc))
-        except LocalChatError as exc:
+        except LocalChatError as exc:  # a bad helpers setting too (SettingsError)
             self.loadFailed.emit(request.load_id, str(exc))
         except Exception as exc:  # the planner or a bad file must not kill the engine thread
             log.exception("model load failed")
