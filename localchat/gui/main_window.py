@@ -30,7 +30,7 @@ from localchat.context import AppContext
 from localchat.core.chat.store import ConversationStore
 from localchat.core.engine.protocol import LoadInfo
 from localchat.errors import LocalChatError
-from localchat.gui import api_server
+from localchat.gui import api_server, lan_panel
 from localchat.gui import theme as theming
 from localchat.gui.chat.markdown import warm_lexers
 from localchat.gui.chat.turns import TurnController
@@ -79,6 +79,7 @@ class MainWindow(QMainWindow):
         self.theme = theming.apply_theme(ctx.settings.theme)
         self._build()
         self.api = api_server.install(self)  # the local API switch on the Network page (off)
+        self.lan = lan_panel.install(self)  # LAN mode's "only these peers" (hidden without helper machines)
         hints = QGuiApplication.styleHints()
         if hints is not None:
             hints.colorSchemeChanged.connect(self._on_system_scheme_changed)
