@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from localchat.context import AppContext
+from localchat.core.privacy.evidence import IsolationEvidence
 
 
 def _checked(parse: Callable[[str], Any], check: str) -> Callable[[str], Any]:
@@ -134,11 +135,12 @@ def register(sub: Any) -> None:
 
 def warn_if_not_isolated(isolation: dict[str, Any]) -> None:
     """One line on stderr when the worker runs without the kernel sandbox: what, why, and how to fix it."""
-    if isolation.get("isolated"):
+    evidence = IsolationEvidence.from_report(isolation)
+    if evidence is not None and evidence.isolated:
         return
-    why = isolation.get("reason") or "unknown reason"
-    cause = f" ({isolation['cause']})" if isolation.get("cause") else ""
-    fix = f"; fix: {isolation['fix']}" if isolation.get("fix") else ""
+    why = evidence.reason if evidence else "no isolation report"
+    cause = f" ({evidence.cause})" if evidence and evidence.cause else ""
+    fix = f"; fix: {evidence.fix}" if evidence and evidence.fix else ""
     sys.stderr.write(f"localchat: warning: the inference worker is NOT network-isolated, only monitored: "
                      f"{why}{cause}{fix}\n")
     sys.stderr.flush()

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from localchat.context import AppContext
+from localchat.core.privacy.evidence import IsolationEvidence
 
 
 def register(sub: Any) -> None:
@@ -28,11 +29,10 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     print(f"llama.cpp {m.llama_cpp_version or '?'} devices in this build: {backends or 'none found'}")
     if m.cpu_repack_types is not None:
         print(f"CPU weight repacking (extra RAM for these types): {', '.join(m.cpu_repack_types) or 'none'}")
-    iso = m.probe_isolation
-    if iso is not None:
-        state = (f"kernel-isolated ({iso.get('mode')})" if iso.get("isolated")
-                 else f"NOT isolated: {iso.get('reason')}")
-        print(f"llama.cpp probed in the sandboxed worker (pid {iso.get('pid')}): {state}")
+    evidence = IsolationEvidence.from_report(m.probe_isolation)
+    if evidence is not None and m.probe_isolation is not None:
+        state = f"{evidence.state()} ({evidence.mode})" if evidence.isolated else f"NOT isolated: {evidence.reason}"
+        print(f"llama.cpp probed in the sandboxed worker (pid {m.probe_isolation.get('pid')}): {state}")
     for g in m.gpus:
         state = "" if g.usable else "  (not usable by this build)"
         mem = (f"{g.free_bytes / GIB:.1f} GiB free of {g.total_bytes / GIB:.1f} GiB" if g.total_bytes

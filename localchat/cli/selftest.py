@@ -11,12 +11,14 @@ import time
 from typing import Any
 
 from localchat.context import AppContext
+from localchat.core.privacy.evidence import IsolationEvidence
 
 
 def _isolation_line(iso: dict[str, Any]) -> str:
-    if iso.get("isolated"):
-        return f"isolation: kernel-isolated ({iso.get('mode')}): {iso.get('reason')}"
-    return f"isolation: NOT isolated, monitored only: {iso.get('reason')}"
+    evidence = IsolationEvidence.from_report(iso)
+    if evidence is not None and evidence.isolated:
+        return f"isolation: {evidence.state()} ({evidence.mode}): {evidence.reason}"
+    return f"isolation: NOT isolated, monitored only: {evidence.reason if evidence else 'no isolation report'}"
 
 
 def self_test(ctx: AppContext) -> int:

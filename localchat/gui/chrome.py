@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from localchat.core.engine.protocol import LoadInfo
+from localchat.core.privacy.evidence import IsolationEvidence
 from localchat.gui import icons
 from localchat.gui.theme import current
 from localchat.gui.widgets import ElidedLabel, repolish
@@ -207,17 +208,22 @@ class TopBar(QWidget):
 
     def set_isolation(self, isolation: dict[str, Any] | None) -> None:
         self._isolation = isolation
+        evidence = IsolationEvidence.from_report(isolation)
         t = current()
-        if isolation is None:
+        if evidence is None:
             name, text, tip, color = ("chip", "Worker idle", "The inference worker starts with the first model.",
                                       t.muted)
-        elif isolation.get("isolated"):
+        elif evidence.lan_mode:
+            name, text, color = "chipOk", "LAN mode: only these peers", t.ok_text
+            tip = ("The inference worker has only its loopback, up for the relay; the app connects only to the "
+                   f"helper machines {', '.join(evidence.peers)}. Click for the evidence and the bytes per peer.")
+        elif evidence.isolated:
             name, text, color = "chipOk", "Network-isolated", t.ok_text
             tip = ("The inference worker runs in its own network namespace with no interface up. "
                    "Click for the evidence.")
         else:
             name, text, color = "chipWarn", "Monitored only", t.warn_text
-            tip = f"The worker could not be isolated: {isolation.get('reason', 'unknown reason')}. Click for details."
+            tip = f"The worker could not be isolated: {evidence.reason}. Click for details."
         self.privacy.setObjectName(name)
         self.privacy.setText(text)
         self.privacy.setToolTip(tip)

@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from localchat.context import AppContext
 from localchat.core.privacy.audit import AuditGuard
+from localchat.core.privacy.evidence import IsolationEvidence
 from localchat.core.privacy.lockdown import lockdown_items
 from localchat.core.privacy.monitor import MonitorSnapshot, SocketMonitor, all_connections, classify, own_processes
 from localchat.core.privacy.processes import ProcessLog
@@ -305,42 +306,28 @@ class NetworkPage(QWidget):
         if pid is None:
             self.log.appendPlainText(f"{stamp}  inference worker stopped")
         else:
-            state = "kernel-isolated" if isolation and isolation.get("isolated") else "monitored only"
+            evidence = IsolationEvidence.from_report(isolation)
+            state = evidence.state() if evidence else "monitored only"
             self.log.appendPlainText(f"{stamp}  inference worker started (pid {pid}, {state})")
-            for c in (isolation or {}).get("canary", []):
-                self.log.appendPlainText(f"{clock(c['time'])}  canary {c['target']} ({c['label']}) → {c['result']}"
-                                         f"{'' if c['blocked'] else ' — NOT BLOCKED'}")
+            for c in evidence.canary if evidence else ():
+                self.log.appendPlainText(f"{clock(c.time)}  canary {c.target} ({c.label}) → {c.result}"
+                                         f"{'' if c.blocked else ' — NOT BLOCKED'}")
         self._update_evidence()
 
     def _update_evidence(self) -> None:
         iso = self.worker_isolation
+        evidence = IsolationEvidence.from_report(iso)
         t = theme.current()
         self.headline.setText(headline(iso))
-        color = t.ok_text if iso and iso.get("isolated") else t.warn_text if iso else t.muted
+        color = t.ok_text if evidence and evidence.isolated else t.warn_text if evidence else t.muted
         self.headline.setStyleSheet(f"font-size: 14pt; font-weight: 600; color: {color}")
-        if not iso:
+        if evidence is None:
             self.evidence.setText("The inference worker is not running. It starts with the first model you load; "
                                   "its evidence appears here.")
             return
         e = html.escape
-        rows = [("Worker", f"pid {self.worker_pid} · policy {e(str(iso.get('policy')))} · mode "
-                           f"{e(str(iso.get('mode')))} — {e(str(iso.get('reason')))}")]
-        if iso.get("cause"):
-            rows.append(("Why", e(iso["cause"])))
-        if iso.get("fix"):
-            rows.append(("To isolate it", e(iso["fix"])))
-        if iso.get("netns") is not None:
-            rows.append(("Network namespace", f"{iso.get('netns')} (app: {iso.get('parent_netns')})"))
-        ifs = ", ".join(f"{e(i['name'])} ({'up' if i.get('up') else 'down'})" for i in iso.get("interfaces", []))
-        rows.append(("Interfaces inside", ifs or "none"))
-        if iso.get("reentry"):
-            rows.append(("Re-entering the app's namespace", e(iso["reentry"]["result"])))
-        for c in iso.get("canary", []):
-            mark = "blocked" if c["blocked"] else "<b>NOT BLOCKED</b>"
-            rows.append(("Canary", f"{e(c['target'])} ({e(c['label'])}) → {e(c['result'])}, {mark}, at "
-                                   f"{clock(c['time'])}"))
-        if not iso.get("canary"):
-            rows.append(("Canary", "none sent: the worker is not isolated, and no packet of ours leaves the machine"))
+        rows = [(row.label, f"<b>{e(row.text)}</b>" if row.alarm else e(row.text))
+                for row in evidence.rows(self.worker_pid)]
         ns_now = (self.snapshot.namespaces.get(self.worker_pid) if self.snapshot and self.worker_pid else None)
         if ns_now:
             sent = sum(i["tx_bytes"] for i in ns_now["interfaces"])

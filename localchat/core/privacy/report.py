@@ -12,6 +12,7 @@ from typing import Any
 
 from localchat import __version__
 from localchat.core.privacy.audit import AuditGuard
+from localchat.core.privacy.evidence import IsolationEvidence
 from localchat.core.privacy.lockdown import lockdown_items
 from localchat.core.privacy.monitor import MonitorSnapshot, SocketMonitor, namespace_interfaces, namespace_sockets
 from localchat.core.privacy.processes import ProcessLog
@@ -39,17 +40,8 @@ LIMITS = (
 
 def headline(isolation: dict[str, Any] | None) -> str:
     """One sentence that states exactly what is proven about the inference worker."""
-    if not isolation:
-        return "Inference worker: not running — nothing to prove yet"
-    if isolation.get("isolated"):
-        if isolation.get("mode") == "macos-sandbox":
-            return "Inference worker: TCP/IP denied by the macOS sandbox — sandbox-isolated"
-        if isolation.get("scope") == "only these peers":  # LAN mode (core/privacy/relay.py)
-            peers = ", ".join(isolation.get("relay", {}).get("peers", []))
-            return ("Inference worker: only its loopback, up for the relay to helper machines — kernel-isolated; "
-                    f"LAN mode: the app connects only to these peers: {peers}")
-        return "Inference worker: no network interfaces, only a loopback that is down — kernel-isolated"
-    return f"Inference worker: monitored only — {isolation.get('reason', 'isolation not applied')}"
+    evidence = IsolationEvidence.from_report(isolation)
+    return evidence.headline() if evidence else "Inference worker: not running — nothing to prove yet"
 
 
 def clock(t: float) -> str:
@@ -91,9 +83,10 @@ def process_lines(procs: list[dict[str, Any]]) -> list[str]:
 
 def check_yourself(pid: int | None, isolation: dict[str, Any] | None) -> list[tuple[str, str]]:
     """Commands that verify the worker's isolation without trusting localchat (Linux), with what they should show."""
-    if not pid or not isolation or not isolation.get("isolated") or not sys.platform.startswith("linux"):
+    evidence = IsolationEvidence.from_report(isolation)
+    if not pid or evidence is None or not evidence.isolated or not sys.platform.startswith("linux"):
         return []
-    if isolation.get("scope") == "only these peers":
+    if evidence.lan_mode:
         return [(f"readlink /proc/{pid}/ns/net /proc/self/ns/net", "two different net:[…] ids"),
                 (f"sudo nsenter -t {pid} -n ip addr", "only 'lo' (up, for the relay)"),
                 (f"cat /proc/{pid}/net/tcp /proc/{pid}/net/udp", "only 127.0.0.1 sockets (the relay's)")]
@@ -201,30 +194,12 @@ class EvidenceReport:
 
     def to_text(self, data: dict[str, Any] | None = None) -> str:
         d = data or self.to_dict()
-        iso = self.isolation or {}
         lines = [f"localchat {d['localchat']} privacy report — {d['generated']}", "", d["headline"], d["verdict"],
                  ""]
-        if self.isolation:
-            lines.append(f"Inference worker pid {self.worker_pid}, isolation policy '{iso.get('policy')}', "
-                         f"mode {iso.get('mode')}: {iso.get('reason')}")
-            if iso.get("cause"):
-                lines.append(f"  Why: {iso['cause']}")
-            if iso.get("fix"):
-                lines.append(f"  To isolate it: {iso['fix']}")
-            if iso.get("netns") is not None:
-                lines.append(f"  Network namespace {iso.get('netns')} (app: {iso.get('parent_netns')})")
-            ifs = ", ".join(f"{i['name']} ({'up' if i.get('up') else 'down'})" for i in iso.get("interfaces", []))
-            lines.append(f"  Interfaces inside the worker: {ifs or 'none'}")
-            if iso.get("reentry"):
-                lines.append(f"  Attempt to re-enter the app's namespace: {iso['reentry']['result']}")
-            if iso.get("canary"):
-                lines.append("  Canary (connect attempts from inside the isolated worker):")
-                for c in iso["canary"]:
-                    lines.append(f"    {c['target']:<15} {c['label']:<36} → {c['result']} "
-                                 f"({'blocked' if c['blocked'] else 'NOT BLOCKED'}) at {clock(c['time'])}")
-            else:
-                lines.append("  No canary sent: the worker is not isolated, and no packet of ours leaves the "
-                             "machine.")
+        evidence = IsolationEvidence.from_report(self.isolation)
+        if evidence is not None:
+            lines.append("Inference worker:")
+            lines += [f"  {row.label}: {row.text}" for row in evidence.rows(self.worker_pid)]
         now = d["worker"]["now"]
         if now and now.get("running"):
             if now["own_namespace"]:
