@@ -17,6 +17,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
@@ -26,9 +28,15 @@ from PySide6.QtWidgets import (
 
 from localchat.core.chat.messages import SamplingParams
 from localchat.errors import SettingsError
+from localchat.gui.tasks import run_task
 from localchat.settings import THEMES, Settings
 
 GPU_PLANNER = -2  # spin-box value standing for "let the planner decide" (None in Settings)
+RPC_WARNING = ("llama.cpp's RPC, which helper machines run, is unauthenticated and unencrypted: anyone who can "
+               "reach a helper's port can use it and read what it holds, and anyone on the path can read the model's "
+               "activations (and so infer your conversation). Use helpers on a network you trust only, and let each "
+               "helper's firewall admit only this computer. localchat connects only to the helpers you list and "
+               "shows what went to each on the Network page.")
 
 
 def _section(text: str) -> QLabel:
@@ -128,11 +136,110 @@ class SettingsDialog(QDialog):
         form.addRow("", _hint("When the worker cannot be cut off from the network (for example without\n"
                               "user namespaces), models will not load rather than run monitored only."))
 
+        form.addRow(_section("Helper machines (LAN mode)"))
+        form.addRow("", self._helpers_box(settings))
+
         self.error = QLabel("")
         self.error.setObjectName("formError")
         self.error.setWordWrap(True)
         outer.addWidget(self.error)
         outer.addWidget(_buttons(self))
+
+    def _helpers_box(self, settings: Settings) -> QWidget:
+        """The list of helpers (llama.cpp rpc-server, HOST:PORT), add, test the connection, remove."""
+        self._allow_public = settings.helpers_allow_public
+        box = QWidget()
+        lay = QVBoxLayout(box)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.helpers = QListWidget()
+        self.helpers.setObjectName("field")
+        self.helpers.addItems(settings.helpers)
+        self.helpers.setFixedHeight(72)
+        lay.addWidget(self.helpers)
+        row = QHBoxLayout()
+        self.helper_input = QLineEdit()
+        self.helper_input.setPlaceholderText("192.168.1.20:50052")
+        self.helper_input.returnPressed.connect(self.add_helper)
+        row.addWidget(self.helper_input, 1)
+        for text, slot in (("Add", self.add_helper), ("Test connection", self.test_helpers),
+                           ("Remove", self.remove_helper)):
+            b = QPushButton(text)
+            b.setAutoDefault(False)
+            b.clicked.connect(slot)
+            row.addWidget(b)
+        lay.addLayout(row)
+        self.helper_status = QLabel("")
+        self.helper_status.setObjectName("hint")
+        self.helper_status.setWordWrap(True)
+        lay.addWidget(self.helper_status)
+        lay.addWidget(_hint("Other computers on your network running llama.cpp's rpc-server (docs/RPC.md) take\n"
+                            "part of the model. None: everything runs here. Unauthenticated and unencrypted:\n"
+                            "trusted LAN only."))
+        return box
+
+    def helper_list(self) -> list[str]:
+        return [self.helpers.item(i).text() for i in range(self.helpers.count())]
+
+    @Slot()
+    def add_helper(self) -> None:
+        from localchat.core.privacy.relay import PeerError, parse_peer
+
+        try:
+            peer = parse_peer(self.helper_input.text(), allow_public=True)
+        except PeerError as exc:
+            self.helper_status.setText(str(exc))
+            return
+        if peer.endpoint in self.helper_list():
+            self.helper_status.setText(f"{peer.endpoint} is listed already")
+            return
+        if peer.scope == "public" and not self._allow_public:
+            answer = QMessageBox.question(
+                self, "Not a LAN address",
+                f"{peer.endpoint} is not on a local network. llama.cpp's RPC is unauthenticated and unencrypted, "
+                "so anyone on the way could read and change what it carries. Use it only if it is your own "
+                "machine over a link you trust. Add it anyway?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                self.helper_status.setText(f"{peer.endpoint} not added")
+                return
+            self._allow_public = True
+        if not self.helper_list():  # turning LAN mode on: say once what it exposes
+            QMessageBox.warning(self, "Helper machines", RPC_WARNING)
+        self.helpers.addItem(peer.endpoint)
+        self.helper_input.clear()
+        self.helper_status.setText(f"{peer.endpoint} added; used from the next model load after Save")
+
+    @Slot()
+    def remove_helper(self) -> None:
+        row = self.helpers.currentRow()
+        if row < 0:
+            self.helper_status.setText("select a helper to remove")
+            return
+        item = self.helpers.takeItem(row)
+        self.helper_status.setText(f"{item.text()} removed")
+
+    @Slot()
+    def test_helpers(self) -> None:
+        """The relay's own version check (llama.cpp's HELLO), off the GUI thread; the selected helper, else all."""
+        from localchat.core.privacy.relay import PeerRelay, parse_peers
+
+        current = self.helpers.currentItem()
+        endpoints = [current.text()] if current is not None else self.helper_list()
+        if not endpoints:
+            self.helper_status.setText("add a helper first")
+            return
+        peers = parse_peers(endpoints, allow_public=True)  # listed entries were checked when added
+        self.helper_status.setText(f"testing {', '.join(endpoints)}…")
+        self.testing = run_task(self, lambda: PeerRelay(peers).check(), self._tested, self._test_failed,
+                                name="helper-check")
+
+    def _tested(self, results: list[dict[str, Any]]) -> None:
+        self.helper_status.setText("; ".join(f"{r['peer']}: rpc-server, RPC protocol {r['version']}, connected in "
+                                             f"{r['connect_ms']:.1f} ms, answered in {r['hello_ms']:.1f} ms"
+                                             for r in results))
+
+    def _test_failed(self, exc: BaseException) -> None:
+        self.helper_status.setText(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
     @Slot()
     def _browse(self) -> None:
@@ -152,6 +259,8 @@ class SettingsDialog(QDialog):
         s.theme = str(self.theme.currentData())
         s.require_isolation = self.require_isolation.isChecked()
         s.system_prompt = self.system_prompt.toPlainText()
+        s.helpers = self.helper_list()
+        s.helpers_allow_public = self._allow_public
         s.validate()
         return s
 
