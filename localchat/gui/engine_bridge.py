@@ -103,7 +103,10 @@ class EngineWorker(QObject):
         peers = settings.helper_peers()
         if peers == self.client.peers:
             return
+        was_running = self.client.alive
         self.client.close()
+        if was_running:
+            self.workerStopped.emit()  # the Network page shows no worker until the new one has started
         self.client = EngineClient(isolation=self.client.isolation, peers=peers)
         self.turns.client = self.client
 
