@@ -137,7 +137,7 @@ class SettingsDialog(QDialog):
                               "user namespaces), models will not load rather than run monitored only."))
 
         form.addRow(_section("Helper machines (LAN mode)"))
-        form.addRow("", self._helpers_box(settings))
+        self._helper_rows(form, settings)
 
         self.error = QLabel("")
         self.error.setObjectName("formError")
@@ -145,17 +145,13 @@ class SettingsDialog(QDialog):
         outer.addWidget(self.error)
         outer.addWidget(_buttons(self))
 
-    def _helpers_box(self, settings: Settings) -> QWidget:
+    def _helper_rows(self, form: QFormLayout, settings: Settings) -> None:
         """The list of helpers (llama.cpp rpc-server, HOST:PORT), add, test the connection, remove."""
         self._allow_public = settings.helpers_allow_public
-        box = QWidget()
-        lay = QVBoxLayout(box)
-        lay.setContentsMargins(0, 0, 0, 0)
         self.helpers = QListWidget()
         self.helpers.setObjectName("field")
         self.helpers.addItems(settings.helpers)
-        self.helpers.setFixedHeight(72)
-        lay.addWidget(self.helpers)
+        self.helpers.setFixedHeight(60)
         row = QHBoxLayout()
         self.helper_input = QLineEdit()
         self.helper_input.setPlaceholderText("192.168.1.20:50052")
@@ -167,15 +163,20 @@ class SettingsDialog(QDialog):
             b.setAutoDefault(False)
             b.clicked.connect(slot)
             row.addWidget(b)
-        lay.addLayout(row)
         self.helper_status = QLabel("")
-        self.helper_status.setObjectName("hint")
-        self.helper_status.setWordWrap(True)
-        lay.addWidget(self.helper_status)
-        lay.addWidget(_hint("Other computers on your network running llama.cpp's rpc-server (docs/RPC.md) take\n"
-                            "part of the model. None: everything runs here. Unauthenticated and unencrypted:\n"
-                            "trusted LAN only."))
-        return box
+        self.helper_status.setObjectName("hint")  # one line per helper: a word-wrapped label squeezes the form
+        form.addRow("Helpers", self.helpers)
+        form.addRow("", row)
+        form.addRow("", self.helper_status)
+        form.addRow("", _hint("Other computers on your network running llama.cpp's rpc-server (docs/RPC.md) take\n"
+                              "part of the model. None: everything runs here. Unauthenticated and unencrypted:\n"
+                              "trusted LAN only."))
+
+    def _say(self, text: str) -> None:
+        """A helper's status, each line cut to the dialog's width (the whole text in the tooltip)."""
+        self.helper_status.setText("\n".join(line if len(line) <= 76 else line[:75] + "…"
+                                             for line in text.splitlines()))
+        self.helper_status.setToolTip(text)
 
     def helper_list(self) -> list[str]:
         return [self.helpers.item(i).text() for i in range(self.helpers.count())]
@@ -187,10 +188,10 @@ class SettingsDialog(QDialog):
         try:
             peer = parse_peer(self.helper_input.text(), allow_public=True)
         except PeerError as exc:
-            self.helper_status.setText(str(exc))
+            self._say(str(exc))
             return
         if peer.endpoint in self.helper_list():
-            self.helper_status.setText(f"{peer.endpoint} is listed already")
+            self._say(f"{peer.endpoint} is listed already")
             return
         if peer.scope == "public" and not self._allow_public:
             answer = QMessageBox.question(
@@ -200,23 +201,23 @@ class SettingsDialog(QDialog):
                 "machine over a link you trust. Add it anyway?",
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
             if answer != QMessageBox.StandardButton.Yes:
-                self.helper_status.setText(f"{peer.endpoint} not added")
+                self._say(f"{peer.endpoint} not added")
                 return
             self._allow_public = True
         if not self.helper_list():  # turning LAN mode on: say once what it exposes
             QMessageBox.warning(self, "Helper machines", RPC_WARNING)
         self.helpers.addItem(peer.endpoint)
         self.helper_input.clear()
-        self.helper_status.setText(f"{peer.endpoint} added; used from the next model load after Save")
+        self._say(f"{peer.endpoint} added; used from the next model load after Save")
 
     @Slot()
     def remove_helper(self) -> None:
         row = self.helpers.currentRow()
         if row < 0:
-            self.helper_status.setText("select a helper to remove")
+            self._say("select a helper to remove")
             return
         item = self.helpers.takeItem(row)
-        self.helper_status.setText(f"{item.text()} removed")
+        self._say(f"{item.text()} removed")
 
     @Slot()
     def test_helpers(self) -> None:
@@ -226,20 +227,20 @@ class SettingsDialog(QDialog):
         current = self.helpers.currentItem()
         endpoints = [current.text()] if current is not None else self.helper_list()
         if not endpoints:
-            self.helper_status.setText("add a helper first")
+            self._say("add a helper first")
             return
         peers = parse_peers(endpoints, allow_public=True)  # listed entries were checked when added
-        self.helper_status.setText(f"testing {', '.join(endpoints)}…")
+        self._say(f"testing {', '.join(endpoints)}…")
         self.testing = run_task(self, lambda: PeerRelay(peers).check(), self._tested, self._test_failed,
                                 name="helper-check")
 
     def _tested(self, results: list[dict[str, Any]]) -> None:
-        self.helper_status.setText("; ".join(f"{r['peer']}: rpc-server, RPC protocol {r['version']}, connected in "
-                                             f"{r['connect_ms']:.1f} ms, answered in {r['hello_ms']:.1f} ms"
-                                             for r in results))
+        self._say("\n".join(f"{r['peer']}: rpc-server, RPC protocol {r['version']}, connected "
+                                              f"in {r['connect_ms']:.1f} ms, answered in {r['hello_ms']:.1f} ms"
+                                              for r in results))
 
     def _test_failed(self, exc: BaseException) -> None:
-        self.helper_status.setText(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        self._say(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
     @Slot()
     def _browse(self) -> None:
