@@ -423,3 +423,36 @@ def test_netcheck_rpc_reports_only_these_peers(helpers: list[Helper], tmp_path: 
     assert "LAN mode: only these peers" in text and "refused attempts: none" in text
     for h in helpers:
         assert re.search(rf"helper {re.escape(h.peer.endpoint)}\s+\d+ connection\(s\), sent [\d,]+ B", text), text
+
+
+@pytest.mark.netns
+def test_netcheck_rpc_on_a_lan_address_tells_the_listed_helper_from_a_leak(tmp_path: Path,
+                                                                          starter_model: Path) -> None:
+    """On a real LAN address the socket monitor sees the app's connections as LAN: ``netcheck --rpc`` counts them as
+    the listed helper's (exit 0), where the same sockets without the list would be a leak."""
+    from netns import netns_unavailable
+
+    if not RPC_SERVER.is_file():
+        skip_or_fail(f"no rpc-server at {RPC_SERVER} (make rpc-server builds it)")
+    if not _binding_has_rpc():
+        skip_or_fail("llama-cpp-python was built without the RPC backend (make install builds it with it)")
+    why = netns_unavailable()
+    if why:
+        skip_or_fail(why)
+    with _lan_helper(tmp_path):
+        peer = f"10.231.{os.getpid() % 200 + 20}.2:50052"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "LOCALCHAT_HOME": str(tmp_path / "home")}
+        proc = subprocess.run([sys.executable, "-m", "localchat", "netcheck", "--model", str(starter_model),
+                               "--rpc", peer, "--json"], capture_output=True, text=True, timeout=900, env=env)
+        out = json.loads(proc.stdout)
+        if not out["worker"]["isolation"].get("isolated"):
+            skip_or_fail(f"the worker was not isolated: {out['worker']['isolation'].get('reason')}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        lan = out["lan_mode"]
+        assert out["app"]["outbound_lan_connections"] >= 1  # seen by the monitor: LAN sockets of localchat…
+        assert lan["connections_to_listed"] == out["app"]["outbound_lan_connections"]  # …each one to the helper
+        assert lan["unlisted_connections"] == 0 and lan["silent"] and lan["worker_only_loopback"]
+        assert all(e["remote"] == peer for e in out["app"]["socket_events"] if e["kind"] == "lan")
+        assert lan["helpers"][0]["peer"] == peer and lan["helpers"][0]["bytes_sent"] > 10 * 2**20
+        to_peer = [e["verdict"] for e in out["app"]["audit_events"] if peer.split(":")[0] in e["destination"]]
+        assert to_peer and set(to_peer) == {"allowed-peer"}, out["app"]["audit_events"]  # the audit guard's view
