@@ -303,14 +303,9 @@ class EngineClient:
             LocalChatError: the worker could not run the probe.
         """
         self.start()
-        self._send({"op": "probe"})
-        while True:
-            ev = self._next(timeout)
-            if ev["ev"] == "probed" and isinstance(ev.get("result"), dict):
-                result: dict[str, Any] = ev["result"]
-                return result
-            if ev["ev"] == "error":
-                raise LocalChatError(f"llama.cpp device probe failed: {ev.get('message', 'unknown error')}")
+        result: dict[str, Any] = self._ask({"op": "probe"}, "probed", "result", dict, "llama.cpp device probe failed",
+                                           timeout)
+        return result
 
     def dry_run(self, path: str | os.PathLike[str], n_ctx: int, n_gpu_layers: int = 0, flash_attn: bool | None = None,
                 kv_type: str = "f16", timeout: float = 120.0) -> dict[str, Any]:
@@ -321,15 +316,11 @@ class EngineClient:
             LocalChatError: llama.cpp could not read the file or make the context.
         """
         self.start()
-        self._send({"op": "dryrun", "path": str(path), "n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers,
-                    "flash_attn": flash_attn, "kv_type": kv_type})
-        while True:
-            ev = self._next(timeout)
-            if ev["ev"] == "dryran" and isinstance(ev.get("result"), dict):
-                result: dict[str, Any] = ev["result"]
-                return result
-            if ev["ev"] == "error":
-                raise LocalChatError(f"llama.cpp dry run failed: {ev.get('message', 'unknown error')}")
+        result: dict[str, Any] = self._ask({"op": "dryrun", "path": str(path), "n_ctx": n_ctx,
+                                            "n_gpu_layers": n_gpu_layers, "flash_attn": flash_attn,
+                                            "kv_type": kv_type}, "dryran", "result", dict,
+                                           "llama.cpp dry run failed", timeout)
+        return result
 
     def rpc_devices(self, timeout: float = 120.0) -> list[dict[str, Any]]:
         """LAN mode: each helper's devices (``peer``, ``name``, ``free``/``total`` bytes) as llama.cpp's RPC backend
@@ -341,20 +332,26 @@ class EngineClient:
         self.start()
         if not self.rpc_servers:
             raise LocalChatError("no helper machines: start the client with peers")
-        self._send({"op": "rpc_devices", "servers": self.rpc_servers})
-        while True:
-            ev = self._next(timeout)
-            if ev["ev"] == "rpc_devices" and isinstance(ev.get("devices"), list):
-                peer_of = dict(zip(self.rpc_servers, (p.endpoint for p in self.peers), strict=False))
-                return [{**d, "peer": peer_of.get(str(d.get("endpoint")), "?")} for d in ev["devices"]]
-            if ev["ev"] == "error":
-                raise LocalChatError(f"could not read the helpers' devices: {ev.get('message', 'unknown error')}")
+        devices = self._ask({"op": "rpc_devices", "servers": self.rpc_servers}, "rpc_devices", "devices", list,
+                            "could not read the helpers' devices", timeout)
+        peer_of = dict(zip(self.rpc_servers, (p.endpoint for p in self.peers), strict=False))
+        return [{**d, "peer": peer_of.get(str(d.get("endpoint")), "?")} for d in devices if isinstance(d, dict)]
 
     def ping(self, timeout: float = 5.0) -> bool:
         self._send({"op": "ping"})
         return bool(self._next(timeout)["ev"] == "pong")
 
     # -- internals ---------------------------------------------------------------------------------------
+
+    def _ask(self, request: dict[str, Any], reply: str, field: str, kind: type, failure: str, timeout: float) -> Any:
+        """Send one request and wait for its reply event's ``field`` (of type ``kind``); an error event raises."""
+        self._send(request)
+        while True:
+            ev = self._next(timeout)
+            if ev["ev"] == reply and isinstance(ev.get(field), kind):
+                return ev[field]
+            if ev["ev"] == "error":
+                raise LocalChatError(f"{failure}: {ev.get('message', 'unknown error')}")
 
     def _send(self, msg: dict[str, Any]) -> None:
         if self._chan is None or not self.alive:

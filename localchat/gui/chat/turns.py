@@ -172,24 +172,25 @@ class TurnController(QObject):
             self.pending_send = False
             self.set_busy(False)
 
-    @Slot(int)
-    def regenerate(self, index: int) -> None:
+    def _cut_at(self, index: int) -> bool:
+        """Drop message ``index`` and what follows, from the store and the view (False: nothing to cut now)."""
         if self.current_request or self.w.conversation_id is None or index >= len(self.w.chat.messages):
-            return
+            return False
         m = self.w.chat.messages[index]
         if m.db_id is not None:
             self.w.store.delete_messages_from(self.w.conversation_id, m.db_id)
         self.w.chat.truncate(index)
-        self.start()
+        return True
+
+    @Slot(int)
+    def regenerate(self, index: int) -> None:
+        if self._cut_at(index):
+            self.start()
 
     @Slot(int, str)
     def edit_and_resend(self, index: int, text: str) -> None:
-        if self.current_request or self.w.conversation_id is None or index >= len(self.w.chat.messages):
+        if not self._cut_at(index) or self.w.conversation_id is None:
             return
-        m = self.w.chat.messages[index]
-        if m.db_id is not None:
-            self.w.store.delete_messages_from(self.w.conversation_id, m.db_id)
-        self.w.chat.truncate(index)
         saved = self.w.store.add_message(self.w.conversation_id, "user", text)
         self.w.chat.add_message(DisplayMessage("user", text, db_id=saved.id))
         self.start()
