@@ -90,9 +90,12 @@ class LanPanel(QGroupBox):
         w = self.window_
         helpers = list(w.ctx.settings.helpers)
         if helpers != self._applied:  # new helpers: the worker restarts with them when the model reloads
-            self._applied = helpers
-            if w.model_name and w.load_info is not None and not w.turn_controller.busy:
+            if not w.model_name:  # nothing loaded (or a load failed): the next load takes them
+                self._applied = helpers
+            elif w.load_info is not None and not w.turn_controller.busy:
+                self._applied = helpers
                 w.load_model(w.model_name)
+            # else a load or an answer is running: reload once it is done (a later tick)
         self.setVisible(bool(helpers))
         if not helpers:
             return

@@ -66,6 +66,13 @@ def test_window_answers_through_two_helpers_and_the_panel_counts_them(qtbot, iso
         cells = _cells(w.lan.table)
         assert [c[0] for c in cells] == endpoints and all(c[1].endswith("MB") for c in cells)
         assert w.lan.claim.text().startswith(f"The app connects only to {', '.join(endpoints)}")
+
+        ctx.settings.helpers = []  # removed in Settings: the panel goes, and the model reloads on this machine only
+        qtbot.waitUntil(lambda: not w.lan.isVisibleTo(w.network_page), timeout=5000)
+        qtbot.waitUntil(lambda: w.load_info is not None and w.bridge.worker.client.peers == [], timeout=TIMEOUT)
+        assert w.bridge.worker.client.relay_report() is None
+        assert w.network_page.worker_isolation is not None
+        assert w.network_page.worker_isolation.get("scope") != "only these peers"
     finally:
         w.shutdown()
 
