@@ -6,7 +6,9 @@ reason), fed through the same chunk path the engine uses.
 
     xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python benchmarks/screenshots.py docs/screenshots [--only api]
 
-``--only api`` takes just the Network page with the local API switch on (network-api-on.png).
+``--only api`` takes just the Network page with the local API switch on (network-api-on.png); ``--only lan`` the
+Network page in LAN mode, the model split over two rpc-server helpers on 127.0.0.1 (network-lan.png; needs
+``make rpc-server``).
 """
 
 from __future__ import annotations
@@ -93,6 +95,47 @@ def api_shot(w: MainWindow, out: Path) -> None:
         guard.uninstall()
 
 
+def lan_shot(out: Path) -> None:
+    """The Network page in LAN mode: two rpc-server helpers on 127.0.0.1, one question answered through them."""
+    import subprocess
+
+    from localchat.core.privacy.audit import AuditGuard
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    server = Path(__file__).resolve().parents[1] / ".venv" / "llama-tools" / "bin" / "rpc-server"
+    ports = [free_port(), free_port()]
+    helpers = [subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(p), "-t", "1"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL) for p in ports]
+    guard = AuditGuard.active() or AuditGuard(offline=True).install()  # as app.main runs it
+    try:
+        wait(1500)  # the helpers start listening
+        ctx = open_context(Path(tempfile.mkdtemp(prefix="lc-shot-")))
+        ctx.settings.theme, ctx.settings.max_tokens = "light", 24
+        ctx.settings.helpers = [f"127.0.0.1:{p}" for p in ports]
+        ctx.ensure_starter()
+        w = MainWindow(ctx)
+        w.resize(1280, 900)
+        w.show()
+        wait_for(lambda: w.load_info is not None)
+        w.input.setPlainText("What is the capital of France? Answer in one sentence.")
+        w.turn_controller.send()
+        wait_for(lambda: w.turn_controller.current_request is None)
+        w.show_page(2)
+        wait(2500)
+        w.grab().save(str(out / "network-lan.png"))
+        w.shutdown()
+        w.deleteLater()
+    finally:
+        guard.uninstall()
+        for h in helpers:
+            h.terminate()
+            h.wait()
+
+
 def open_window(theme: str) -> MainWindow:
     ctx: AppContext = open_context(Path(tempfile.mkdtemp(prefix="lc-shot-")))
     ctx.settings.theme = theme
@@ -108,6 +151,11 @@ def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "docs/screenshots")
     out.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance() or QApplication([])
+    if "--only" in sys.argv and sys.argv[-1] == "lan":
+        lan_shot(out)
+        app.processEvents()
+        print(f"screenshot in {out}")
+        return 0
     if "--only" in sys.argv and sys.argv[-1] == "api":
         w = open_window("light")
         api_shot(w, out)
