@@ -1,13 +1,14 @@
-"""``localchat --self-test``: the headless smoke test frozen builds run: the starter model loads and answers, and the
-worker's isolation is reported on a line of its own (stderr). Under the ``require`` policy (settings, or
-``LOCALCHAT_ISOLATION=require`` as the frozen-build checks set it) a worker that is not kernel-isolated fails the
-test before llama.cpp is loaded."""
+"""``localchat --self-test``: the headless smoke test frozen builds run: the starter model loads and answers, directly
+and through the local API on a loopback port, and the worker's isolation is reported on a line of its own (stderr).
+Under the ``require`` policy (settings, or ``LOCALCHAT_ISOLATION=require`` as the frozen-build checks set it) a
+worker that is not kernel-isolated fails the test before llama.cpp is loaded."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from localchat.context import AppContext
@@ -52,8 +53,57 @@ def self_test(ctx: AppContext) -> int:
                                  SamplingParams(max_tokens=16, seed=7, temperature=0.0)):
             result.add(chunk)
         worker_pid = client.pid
-    ok = result.error is None and result.stats is not None and result.stats.completion_tokens > 0
-    emit_json({"ok": ok, "answered": ok, "isolated": bool(isolation.get("isolated")), "policy": policy,
-               "model": STARTER_NAME, "answer": result.text, "load_s": round(info.load_s, 3),
+        answered = result.error is None and result.stats is not None and result.stats.completion_tokens > 0
+        api_error = _api_check(ctx, client, path) if answered else "not tried: the model did not answer"
+    ok = answered and api_error is None
+    emit_json({"ok": ok, "answered": answered, "api": api_error is None, "isolated": bool(isolation.get("isolated")),
+               "policy": policy, "model": STARTER_NAME, "answer": result.text, "load_s": round(info.load_s, 3),
                "worker_pid": worker_pid, "isolation": isolation, "total_s": round(time.perf_counter() - t0, 3)})
-    return 0 if ok else fail("self-test failed: " + (result.error.message if result.error else "no answer"))
+    if not answered:
+        return fail("self-test failed: " + (result.error.message if result.error else "no answer"))
+    return 0 if ok else fail(f"self-test failed: the local API: {api_error}")
+
+
+def _api_check(ctx: AppContext, client: Any, path: Path) -> str | None:
+    """The local API as ``localchat serve`` runs it (uvicorn, starlette, the key check), on a loopback port of its
+    own, asked one question with the starter model already loaded: a frozen build that lost a module uvicorn loads
+    by name fails here. None when it answered, else why not."""
+    import json
+    import secrets
+    import threading
+    import urllib.request
+
+    from localchat.core.api.host import ModelHost, ModelRef
+    from localchat.core.api.server import ApiServer, ServerOptions, bind
+    from localchat.core.models.starter import STARTER_NAME
+
+    key = "lc-selftest-" + secrets.token_urlsafe(16)  # never written anywhere: this server lives a second
+    host = ModelHost(lambda: {STARTER_NAME: ModelRef(STARTER_NAME, path)}, ctx.settings, 2048, engine=client)
+    sock = bind("127.0.0.1", 0)
+    try:
+        host.load(STARTER_NAME)
+        server = ApiServer(host, key, sock, ServerOptions("127.0.0.1", 0))
+        ready = threading.Event()
+        thread = threading.Thread(target=server.run, args=(ready.set,), name="selftest-api", daemon=True)
+        thread.start()
+        if not ready.wait(30):
+            return "the server did not start"
+        body = json.dumps({"model": STARTER_NAME, "max_tokens": 8, "temperature": 0,
+                           "messages": [{"role": "user", "content": "Say hello in one word."}]}).encode()
+        request = urllib.request.Request(f"{server.url}/chat/completions", body, method="POST", headers={
+            "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answer = json.loads(response.read())
+            text = answer["choices"][0]["message"]["content"]
+            return None if isinstance(text, str) and answer["usage"]["completion_tokens"] > 0 else "empty answer"
+        except Exception as exc:  # one line: this is the self-test's verdict, not a crash
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            server.stop()
+            thread.join(10)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        sock.close()
+        host.close(keep_engine=True)  # the client is the self-test's

@@ -122,12 +122,14 @@ class ModelHost:
         log.info("api: loaded %s", name)
         return info
 
-    def close(self) -> None:
-        """Stop the running turn and the worker; the engine thread ends."""
+    def close(self, *, keep_engine: bool = False) -> None:
+        """Stop the running turn and the worker (unless ``keep_engine``: its owner closes it); the engine thread
+        ends."""
         if self._running is not None:
             self._running.cancel()
         self._thread.shutdown(wait=True, cancel_futures=True)
-        self.client.close()
+        if not keep_engine:
+            self.client.close()
 
     # -- the slot --------------------------------------------------------------------------------------------
 

@@ -170,7 +170,7 @@ class SharedModelHost(ModelHost):
     def cancel_turn(self, request_id: str) -> None:
         self.turns.cancel(request_id)
 
-    def close(self) -> None:
-        """Stop the running turn and the API's engine thread; the worker stays the window's."""
+    def close(self, *, keep_engine: bool = True) -> None:
+        """Stop the running turn and the API's engine thread; the worker stays the window's (always kept)."""
         self.cancel_running()
         self._thread.shutdown(wait=True, cancel_futures=True)
