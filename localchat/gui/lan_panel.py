@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from localchat.core.privacy.monitor import MonitorSnapshot
 from localchat.core.privacy.report import human_bytes
 from localchat.gui import theme
 
@@ -50,6 +51,16 @@ def helper_rows(helpers: list[str], report: dict[str, Any] | None) -> list[dict[
         rows.append({"peer": endpoint, "bytes_sent": 0, "bytes_received": 0, "connections": 0, "refused": n,
                      "state": "not listed: refused, never connected"})
     return rows
+
+
+def beyond_this_machine(snap: MonitorSnapshot | None, helpers: list[str]) -> tuple[int, int] | None:
+    """Of the connections beyond this machine the Network page counts (the socket monitor), how many went to a
+    listed helper and how many elsewhere; events the monitor no longer holds count as elsewhere (never hidden)."""
+    if snap is None:
+        return None
+    events = snap.non_loopback_events()
+    listed = sum(1 for e in events if e.remote in helpers)
+    return listed, snap.outbound_internet + snap.outbound_lan - listed
 
 
 class LanPanel(QGroupBox):
@@ -108,9 +119,20 @@ class LanPanel(QGroupBox):
             self.claim.setStyleSheet(f"color: {t.muted}")
         else:
             refused = len(report.get("refused", []))
-            self.claim.setText(f"The app connects only to {', '.join(helpers)}"
-                               + (f"; {refused} request(s) for anything else refused." if refused else "."))
-            self.claim.setStyleSheet(f"font-weight: 600; color: {t.warn_text if refused else t.ok_text}")
+            text = (f"The app connects only to {', '.join(helpers)}"
+                    + (f"; {refused} request(s) for anything else refused." if refused else "."))
+            # the page's own count of connections beyond this machine includes the helpers on a real LAN
+            split = beyond_this_machine(w.network_page.snapshot, helpers)
+            elsewhere = split[1] if split else 0
+            if split and split[0]:
+                text += (f" Of the {sum(split)} connection(s) beyond this machine counted below, {split[0]} went to "
+                         "these helpers" + (f" and {elsewhere} ELSEWHERE — see the event log." if elsewhere else
+                                            ", none elsewhere."))
+            elif elsewhere:
+                text += f" {elsewhere} connection(s) beyond this machine went ELSEWHERE — see the event log."
+            self.claim.setText(text)
+            color = t.error_text if elsewhere else t.warn_text if refused else t.ok_text
+            self.claim.setStyleSheet(f"font-weight: 600; color: {color}")
         self.table.setRowCount(len(self.rows))
         for i, r in enumerate(self.rows):
             cells = (r["peer"], human_bytes(r["bytes_sent"]), human_bytes(r["bytes_received"]),

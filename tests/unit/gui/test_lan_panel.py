@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from e2e.test_rpc import Helper, helpers  # noqa: F401  (the fixture: two real rpc-server helpers)
+from e2e.test_rpc import RPC_SERVER, Helper, _binding_has_rpc, _lan_helper, helpers  # noqa: F401  (two helpers)
 from PySide6.QtCore import Qt
 from strict import skip_or_fail
 
 from localchat.context import open_context
-from localchat.gui.lan_panel import helper_rows
+from localchat.core.privacy.audit import AuditGuard
+from localchat.core.privacy.monitor import MonitorSnapshot, SocketRow
+from localchat.gui.lan_panel import beyond_this_machine, helper_rows
 from localchat.gui.main_window import MainWindow
 
 pytestmark = [pytest.mark.slow, pytest.mark.isolation]
@@ -85,3 +87,66 @@ def test_rows_show_every_listed_helper_and_any_refused_address() -> None:
     assert [(r["peer"], r["connections"], r["refused"], r["state"]) for r in rows] == [
         ("192.168.1.20:50052", 3, 0, "in use"), ("192.168.1.21:50052", 0, 0, "not used yet"),
         ("127.0.0.1:9", 0, 1, "not listed: refused, never connected")]
+
+
+def _row(remote: str, kind: str) -> SocketRow:
+    return SocketRow(0.0, "localchat", 1, "tcp", "10.0.0.1:40000", remote, "ESTABLISHED", kind)
+
+
+def test_connections_beyond_this_machine_are_told_apart() -> None:
+    events = [_row("192.168.1.20:50052", "lan"), _row("192.168.1.20:22", "lan"), _row("127.0.0.1:9", "loopback")]
+    snap = MonitorSnapshot(0.0, [], events, 0, 2, [], {}, [], 0.0)
+    assert beyond_this_machine(snap, ["192.168.1.20:50052"]) == (1, 1)  # another port of a helper is elsewhere
+    cut = MonitorSnapshot(0.0, [], events[:1], 0, 5, [], {}, [], 0.0)  # events the monitor no longer holds
+    assert beyond_this_machine(cut, ["192.168.1.20:50052"]) == (1, 4)
+    assert beyond_this_machine(None, []) is None
+
+
+@pytest.mark.netns
+def test_a_helper_on_a_lan_address_is_told_apart_from_a_leak_on_the_page(qtbot, isolated_home: Path,
+                                                                          starter_model: Path, tmp_path: Path) -> None:
+    """On a real LAN address the page counts the relay's connections as beyond this machine; the panel says they
+    went to the listed helper."""
+    import os
+
+    from netns import netns_unavailable
+
+    if not RPC_SERVER.is_file():
+        skip_or_fail(f"no rpc-server at {RPC_SERVER} (make rpc-server builds it)")
+    if not _binding_has_rpc():
+        skip_or_fail("llama-cpp-python was built without the RPC backend (make install builds it with it)")
+    why = netns_unavailable()
+    if why:
+        skip_or_fail(why)
+    guard = AuditGuard.active() or AuditGuard(offline=True).install()  # as app.main runs it
+    try:
+        with _lan_helper(tmp_path) as helper:
+            peer = f"10.231.{os.getpid() % 200 + 20}.2:50052"
+            ctx = open_context(isolated_home)
+            ctx.ensure_starter()
+            ctx.settings.helpers, ctx.settings.max_tokens = [peer], 8
+            w = MainWindow(ctx, isolation="auto")
+            qtbot.addWidget(w)
+            w.show()
+            try:
+                qtbot.waitUntil(lambda: w.load_info is not None, timeout=TIMEOUT)
+                iso = w.network_page.worker_isolation or {}
+                if not iso.get("isolated"):
+                    skip_or_fail(f"the worker was not isolated: {iso.get('reason')}")
+                w.show_page(2)
+                qtbot.waitUntil(lambda: (beyond_this_machine(w.network_page.snapshot, [peer]) or (0, 0))[0] > 0,
+                                timeout=30_000)
+                w.lan.refresh()
+                snap = w.network_page.snapshot
+                assert snap is not None
+                listed, _ = beyond_this_machine(snap, [peer])  # type: ignore[misc]
+                assert f"{listed} went to these helpers" in w.lan.claim.text()
+                # the page also watches this test's own rpc-server (a child of this process, so "localchat's" to
+                # the monitor; on a real LAN it is another machine): its sockets are the only other LAN ones
+                others = [e for e in snap.non_loopback_events() if e.remote != peer]
+                assert all(e.pid == helper.server_pid and e.process.startswith("rpc-server") for e in others), others
+                assert w.lan.rows[0]["peer"] == peer and w.lan.rows[0]["bytes_sent"] > 10 * 2**20
+            finally:
+                w.shutdown()
+    finally:
+        guard.uninstall()
