@@ -57,6 +57,12 @@ class IsolationEvidence:
             return None
         relay = report.get("relay") if isinstance(report.get("relay"), Mapping) else {}
         assert isinstance(relay, Mapping)
+        lan = report.get("scope") == LAN_SCOPE
+        # LAN mode: the relay brought loopback up after the sandbox's check, then checked again (core/privacy/relay.py)
+        ifs = relay.get("interfaces") if lan and isinstance(relay.get("interfaces"), list) else report.get("interfaces")
+        probes = _list(report.get("canary"))
+        if lan and "beyond_loopback" in relay:
+            probes = [*probes, relay["beyond_loopback"]]
         return cls(
             isolated=report.get("isolated") is True,
             policy=_text(report.get("policy"), "unknown"),
@@ -66,12 +72,12 @@ class IsolationEvidence:
             fix=_text(report.get("fix")),
             netns=_int(report.get("netns")),
             parent_netns=_int(report.get("parent_netns")),
-            interfaces=tuple((_text(i.get("name"), "?"), i.get("up") is True)
-                             for i in _list(report.get("interfaces")) if isinstance(i, Mapping)),
+            interfaces=tuple((_text(i.get("name"), "?"), i.get("up") is True) for i in _list(ifs)
+                             if isinstance(i, Mapping)),
             reentry=_text(report["reentry"].get("result")) if isinstance(report.get("reentry"), Mapping) else "",
             canary=tuple(CanaryProbe(_text(c.get("target"), "?"), _text(c.get("label")), _text(c.get("result"), "?"),
                                      c.get("blocked") is True, _float(c.get("time")))
-                         for c in _list(report.get("canary")) if isinstance(c, Mapping)),
+                         for c in probes if isinstance(c, Mapping)),
             scope=_text(report.get("scope")),
             peers=tuple(_text(p) for p in _list(relay.get("peers")) if isinstance(p, str)),
         )

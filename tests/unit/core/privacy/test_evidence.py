@@ -29,11 +29,16 @@ def test_rows_carry_every_fact_and_flag_a_canary_that_got_through() -> None:
 
 
 def test_lan_mode_says_only_these_peers_everywhere() -> None:
-    ev = IsolationEvidence.from_report({**ISOLATED, "scope": LAN_SCOPE, "interfaces": [{"name": "lo", "up": True}],
-                                        "relay": {"peers": ["192.168.1.20:50052", "192.168.1.21:50052"]}})
+    beyond = {"target": "192.0.2.1:9", "label": "TEST-NET-1", "result": "ENETUNREACH", "blocked": True, "time": 3.0}
+    ev = IsolationEvidence.from_report({**ISOLATED, "scope": LAN_SCOPE, "relay": {
+        "peers": ["192.168.1.20:50052", "192.168.1.21:50052"], "interfaces": [{"name": "lo", "up": True}],
+        "beyond_loopback": beyond}})
     assert ev is not None and ev.lan_mode and ev.state() == "kernel-isolated, LAN mode"
     assert "connects only to these peers: 192.168.1.20:50052, 192.168.1.21:50052" in ev.headline()
-    assert {r.label: r.text for r in ev.rows()}["Helper machines"] == "192.168.1.20:50052, 192.168.1.21:50052"
+    rows = {r.label: r.text for r in ev.rows()}
+    assert rows["Helper machines"] == "192.168.1.20:50052, 192.168.1.21:50052"
+    assert rows["Interfaces inside"] == "lo (up)"  # as the relay left it, not as the sandbox first saw it
+    assert ev.canary[-1].target == "192.0.2.1:9" and ev.canary[-1].blocked
 
 
 def test_a_crafted_or_broken_report_is_never_believed_nor_raises() -> None:
