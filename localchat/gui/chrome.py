@@ -196,8 +196,11 @@ class TopBar(QWidget):
 
     def set_loaded(self, info: LoadInfo) -> None:
         self.set_loading(None)
-        self.device.setText(device_text(info))
-        self.device.setToolTip(f"{info.model_name}\n{info.path}\nlayers: {info.n_layers}, offloaded to the GPU: "
+        evidence = IsolationEvidence.from_report(self._isolation)
+        helpers = evidence is not None and evidence.lan_mode
+        self.device.setText(device_text(info, helpers))
+        self.device.setToolTip(f"{info.model_name}\n{info.path}\nlayers: {info.n_layers}, offloaded to "
+                               f"{'the helper machines' if helpers else 'the GPU'}: "
                                f"{info.offloaded_layers or 0}\ncontext: {info.n_ctx} tokens (trained on "
                                f"{info.n_ctx_train})\nloaded in {info.load_s:.1f} s")
 
@@ -231,14 +234,16 @@ class TopBar(QWidget):
         repolish(self.privacy)
 
 
-def device_text(info: LoadInfo) -> str:
+def device_text(info: LoadInfo, helpers: bool = False) -> str:
+    """Where the model runs; with ``helpers`` (LAN mode) offloaded layers go to the helper machines' devices."""
     ctx = f"{info.n_ctx // 1024}k context" if info.n_ctx % 1024 == 0 else f"{info.n_ctx} context"
     layers = info.offloaded_layers if info.offloaded_layers is not None else info.n_gpu_layers
+    device = "Helpers" if helpers else "GPU"
     if layers:
         total = info.offloadable_layers or info.n_layers
-        where = "GPU" if total and layers >= total else f"GPU {layers}/{total} layers + CPU"
-        if where == "GPU":
-            where = f"GPU · {layers}/{total} layers"
+        where = device if total and layers >= total else f"{device} {layers}/{total} layers + CPU"
+        if where == device:
+            where = f"{device} · {layers}/{total} layers"
     else:
         where = "CPU"
     return f"{where}  ·  {ctx}"
