@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -75,11 +77,19 @@ class SettingsDialog(QDialog):
         self.chosen: Settings | None = None
         outer = QVBoxLayout(self)
         outer.setContentsMargins(22, 18, 22, 16)
-        form = QFormLayout()
+        body = QWidget()
+        form = QFormLayout(body)
+        form.setContentsMargins(0, 0, 8, 0)
         form.setHorizontalSpacing(18)
         form.setVerticalSpacing(9)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        outer.addLayout(form)
+        # the form scrolls on a small screen; the error line and the buttons stay in view
+        self.form_scroll = QScrollArea()
+        self.form_scroll.setWidgetResizable(True)
+        self.form_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.form_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.form_scroll.setWidget(body)
+        outer.addWidget(self.form_scroll, 1)
 
         self.temperature = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=2.0, singleStep=0.05,
                                           value=settings.temperature)
@@ -144,6 +154,8 @@ class SettingsDialog(QDialog):
         self.error.setWordWrap(True)
         outer.addWidget(self.error)
         outer.addWidget(_buttons(self))
+        screen = self.screen().availableGeometry().height() if self.screen() is not None else 800
+        self.resize(max(560, body.sizeHint().width() + 60), min(body.sizeHint().height() + 110, int(screen * 0.85)))
 
     def _helper_rows(self, form: QFormLayout, settings: Settings) -> None:
         """The list of helpers (llama.cpp rpc-server, HOST:PORT), add, test the connection, remove."""
