@@ -56,11 +56,7 @@ def helper_rows(helpers: list[str], report: dict[str, Any] | None) -> list[dict[
 def beyond_this_machine(snap: MonitorSnapshot | None, helpers: list[str]) -> tuple[int, int] | None:
     """Of the connections beyond this machine the Network page counts (the socket monitor), how many went to a
     listed helper and how many elsewhere; events the monitor no longer holds count as elsewhere (never hidden)."""
-    if snap is None:
-        return None
-    events = snap.non_loopback_events()
-    listed = sum(1 for e in events if e.remote in helpers)
-    return listed, snap.outbound_internet + snap.outbound_lan - listed
+    return None if snap is None else snap.beyond_this_machine(helpers)
 
 
 class LanPanel(QGroupBox):

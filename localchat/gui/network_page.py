@@ -415,8 +415,12 @@ class NetworkPage(QWidget):
                          (self.unexpected_count, unexpected)):
             label.setStyleSheet(f"font-size: 13pt; font-weight: 600; color: {t.error_text if n else t.ok_text}")
         non_local = snap.outbound_internet + snap.outbound_lan
+        to_helpers, elsewhere = snap.beyond_this_machine(self.ctx.settings.helpers)
         if guard is None and not non_local:
             self.verdict.setText("The audit guard is not installed in this process; sockets are still monitored.")
+        elif to_helpers and not elsewhere and not unexpected:  # LAN mode on a real LAN: the listed peers only
+            self.verdict.setText(f"LAN mode: {to_helpers} connection(s) beyond this machine since {since}, every one "
+                                 f"to a listed helper machine; none elsewhere.")
         elif non_local or unexpected:
             self.verdict.setText(f"Attention: {non_local} connection(s) beyond this machine and {unexpected} "
                                  f"unexpected audit event(s) since {since} — see the event log.")

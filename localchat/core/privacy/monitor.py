@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -128,6 +128,12 @@ class MonitorSnapshot:
 
     def non_loopback_events(self) -> list[SocketRow]:
         return [e for e in self.events if e.kind in ("lan", "internet")]
+
+    def beyond_this_machine(self, peers: Collection[str] = ()) -> tuple[int, int]:
+        """Connections beyond this machine: (to a listed LAN-mode helper, elsewhere). Events the monitor no longer
+        holds count as elsewhere: a count is never made to look cleaner than what was seen."""
+        listed = sum(1 for e in self.non_loopback_events() if e.remote in peers)
+        return listed, self.outbound_internet + self.outbound_lan - listed
 
 
 def _fmt(addr: Any) -> str:
