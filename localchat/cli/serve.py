@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from localchat.cli.chat import add_rpc_arguments
 from localchat.context import AppContext
 
 
@@ -28,15 +29,17 @@ def register(sub: Any) -> None:
     p.add_argument("--isolation", choices=("off", "auto", "require"), default=None,
                    help="worker network sandbox (default: auto, or require when set in settings)")
     p.add_argument("--json", action="store_true", help="print one JSON object when ready")
+    add_rpc_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.cli import EXIT_USAGE, fail
-    from localchat.cli.chat import warn_if_not_isolated
+    from localchat.cli.chat import checked_peers, warn_if_not_isolated
     from localchat.core.api.host import ModelHost, ModelRef
     from localchat.core.api.schema import ApiError
     from localchat.core.api.server import KEY_FILE, ApiServer, ServerOptions, bind, check_bind, load_or_create_key
+    from localchat.core.engine.client import EngineClient
     from localchat.core.models.starter import STARTER_NAME
     from localchat.core.privacy.audit import AuditGuard
 
@@ -70,8 +73,10 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
         out.setdefault(first.name, first)
         return out
 
-    host = ModelHost(models, ctx.settings, n_ctx, isolation=args.isolation or ctx.isolation_policy,
-                     max_queue=args.queue)
+    isolation = args.isolation or ctx.isolation_policy
+    peers = checked_peers(args)  # LAN mode: the one worker reaches these helpers through its relay only
+    host = ModelHost(models, ctx.settings, n_ctx, isolation=isolation, max_queue=args.queue,
+                     engine=EngineClient(isolation=isolation, peers=peers) if peers else None)
     sock = None
     try:
         try:
@@ -94,7 +99,8 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
                      "isolated": bool(host.hello and host.hello.isolation.get("isolated")),
                      # app.main started these before any command; they stay on while serving
                      "audit_guard": guard.mode if (guard := AuditGuard.active()) else None,
-                     "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE")}
+                     "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE"),
+                     "helpers": [peer.endpoint for peer in peers]}
             if args.json:
                 line = json.dumps(facts, sort_keys=True)
             else:

@@ -456,3 +456,39 @@ def test_netcheck_rpc_on_a_lan_address_tells_the_listed_helper_from_a_leak(tmp_p
         assert lan["helpers"][0]["peer"] == peer and lan["helpers"][0]["bytes_sent"] > 10 * 2**20
         to_peer = [e["verdict"] for e in out["app"]["audit_events"] if peer.split(":")[0] in e["destination"]]
         assert to_peer and set(to_peer) == {"allowed-peer"}, out["app"]["audit_events"]  # the audit guard's view
+
+
+def test_serve_answers_through_two_helpers_and_says_so(helpers: list[Helper], tmp_path: Path,
+                                                        starter_model: Path) -> None:
+    """``localchat serve --rpc``: the API's one worker loads the model split over the helpers and answers; the ready
+    line names them and the worker's claim is "only these peers"."""
+    import openai
+
+    rpc = ",".join(h.peer.endpoint for h in helpers)
+    key = "test-key-0123456789abcdef"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOCALCHAT_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, "-m", "localchat", "serve", "--port", "0", "--json", "--model",
+                             str(starter_model), "--api-key", key, "--ctx", "1024", "--rpc", rpc],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, "serve printed no ready line"
+        ready = json.loads(line)
+        if not ready["isolated"]:
+            skip_or_fail("the worker was not isolated")
+        assert ready["helpers"] == [h.peer.endpoint for h in helpers]
+        client = openai.OpenAI(base_url=ready["url"], api_key=key, max_retries=0, timeout=300)
+        question = [{"role": "user", "content": "What is the capital of France?"}]
+        answer = client.chat.completions.create(model=Path(starter_model).stem, max_tokens=12, temperature=0,
+                                                messages=question)  # type: ignore[arg-type]
+        assert answer.choices[0].message.content and answer.usage and answer.usage.completion_tokens > 0
+        client.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=30)  # reads and closes both pipes
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0

@@ -109,7 +109,8 @@ class ModelHost:
                 self._machine = detect(SystemProbes(self.client.isolation, engine=self.client))
                 self._machine_for = hello.pid
             self.model = None
-            options, _plan = plan_load(ref.path, n_ctx=self.n_ctx, settings=self.settings, machine=self._machine)
+            options, _plan = plan_load(ref.path, n_ctx=self.n_ctx, settings=self.settings, machine=self._machine,
+                                       rpc_servers=self.client.rpc_servers or None)
             info = self.client.load(ref.path, options)
         except IsolationRequired:
             raise
