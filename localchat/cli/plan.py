@@ -57,11 +57,12 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
     shape = ModelShape.from_gguf(info)
     plan = plan_offload(shape, machine, n_ctx, allow_ctx_reduction=not args.no_ctx_reduction,
                         gpu_layers_override=args.gpu_layers)
-    speed = _predict(shape, plan, machine, args.threads or ctx.settings.n_threads, bandwidths)
+    speeds = _machine_speed(machine, args.threads or ctx.settings.n_threads, bandwidths)
+    speed = _predict(shape, plan, speeds)
     if speed is not None:
         plan.reasons.extend(f"speed: {b}" for b in speed.basis)
     measured = measured_decode(ctx.paths.data_dir, model_path)  # its last turns here, once it has run
-    helpers = _helpers(ctx, args, shape.n_layers, machine) if args.rpc else None
+    helpers = _helpers(ctx, args, shape, machine, speeds) if args.rpc else None
     if args.json:
         emit_json({**plan.to_dict(), "predicted_decode_tokens_per_s": speed.to_dict() if speed else None,
                    "measured_decode_tokens_per_s": {"value": measured.tokens_per_s, "turns": measured.turns}
@@ -91,25 +92,39 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
         for d in helpers["devices"]:
             print(f"  helper {d['peer']} ({d['name']}): {d['free'] / GIB:.2f} GiB free of {d['total'] / GIB:.2f} GiB"
                   f", {d['layers']} layers; link: connect {d['connect_ms']} ms, RPC hello {d['hello_ms']} ms")
+        lan = helpers.get("predicted_decode_tokens_per_s")
+        if lan:
+            print(f"decode over the helpers: ~{fmt_tps(lan['value'])} tok/s ({fmt_tps(lan['low'])}–"
+                  f"{fmt_tps(lan['high'])}) at {lan['n_past']} tokens of context")
+            for b in lan["basis"]:
+                print(f"  - speed: {b}")
     return 0
 
 
-def _helpers(ctx: AppContext, args: argparse.Namespace, n_layers: int, machine: Any) -> dict[str, Any]:
+def _helpers(ctx: AppContext, args: argparse.Namespace, shape: Any, machine: Any, speed: Any) -> dict[str, Any]:
     """LAN mode: each helper's devices and free memory as llama.cpp reports them over RPC (asked through the
-    sandboxed worker and its relay), the layers llama.cpp would give each, and the link as measured once."""
+    sandboxed worker and its relay), the layers llama.cpp would give each, the link as measured once, and the
+    decode speed that follows (``predict_lan_decode``)."""
     from localchat.cli.chat import checked_peers
     from localchat.core.engine.client import EngineClient
     from localchat.core.engine.load_options import layer_split
+    from localchat.core.hardware.speed import predict_lan_decode
 
     with EngineClient(isolation=ctx.isolation_policy, peers=checked_peers(args)) as client:
         devices = client.rpc_devices()
         checks = {c["peer"]: c for c in (client.relay.checks if client.relay else [])}
     gpus = [g.free_bytes for g in machine.usable_gpus]
-    layers = layer_split([d["free"] for d in devices] + gpus, n_layers)
+    layers = layer_split([d["free"] for d in devices] + gpus, shape.n_layers)
     for d, n in zip(devices, layers, strict=False):
         check = checks.get(d["peer"], {})
         d.update(layers=n, connect_ms=check.get("connect_ms"), hello_ms=check.get("hello_ms"))
-    return {"devices": devices, "local_gpu_layers": layers[len(devices):]}
+    out: dict[str, Any] = {"devices": devices, "local_gpu_layers": layers[len(devices):],
+                           "predicted_decode_tokens_per_s": None}
+    if speed is not None and devices and not any(layers[len(devices):]):  # every layer on the helpers
+        rtts = [float(d["hello_ms"] or 0.0) / 1000 for d in devices]
+        out["predicted_decode_tokens_per_s"] = predict_lan_decode(shape, [d["layers"] for d in devices], rtts,
+                                                                  speed).to_dict()
+    return out
 
 
 def _bandwidths(text: str | None) -> list[float] | None:
@@ -125,19 +140,33 @@ def _bandwidths(text: str | None) -> list[float] | None:
     return out
 
 
-def _predict(shape: Any, plan: Any, machine: Any, threads: int | None, bandwidths: list[float] | None) -> Any:
-    """The decode-speed prediction, or None (with a warning) when it cannot be made: it never stops the plan."""
+def _machine_speed(machine: Any, threads: int | None, bandwidths: list[float] | None) -> Any:
+    """This machine's measured/driver/assumed speeds for the prediction, or None (with a warning) when they cannot
+    be had: the prediction is a nicety, it never stops the plan."""
     import logging
 
     from localchat.core.hardware.detect import SystemProbes
-    from localchat.core.hardware.speed import cached_cpu_probe, machine_speed, predict_decode
+    from localchat.core.hardware.speed import cached_cpu_probe, machine_speed
 
     try:
         cpu_name, physical, _logical = SystemProbes().cpu()  # the CPU is this one, also for a simulated machine
         n = threads or physical
-        speed = machine_speed(machine, threads=n, cpu_probe=cached_cpu_probe(cpu_name, n),
-                              gpu_bandwidths=bandwidths)
+        return machine_speed(machine, threads=n, cpu_probe=cached_cpu_probe(cpu_name, n), gpu_bandwidths=bandwidths)
+    except Exception:
+        logging.getLogger(__name__).exception("speed prediction failed")
+        return None
+
+
+def _predict(shape: Any, plan: Any, speed: Any) -> Any:
+    """The decode-speed prediction, or None (with a warning) when it cannot be made."""
+    import logging
+
+    from localchat.core.hardware.speed import predict_decode
+
+    if speed is None:
+        return None
+    try:
         return predict_decode(shape, plan, speed)
-    except Exception:  # the prediction is a nicety
+    except Exception:
         logging.getLogger(__name__).exception("speed prediction failed")
         return None

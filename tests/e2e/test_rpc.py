@@ -312,6 +312,9 @@ def test_plan_reads_each_helpers_memory_and_the_split(helpers: list[Helper], tmp
     layers = [d["layers"] for d in out["devices"]]
     assert sum(layers) == 31 and abs(layers[0] - layers[1]) <= 3  # two helpers on one machine: about half each
     assert all(d["free"] > 0 and d["connect_ms"] is not None for d in out["devices"])
+    predicted = out["predicted_decode_tokens_per_s"]  # every layer on the helpers: the link is in the figure
+    assert predicted["low"] < predicted["value"] < predicted["high"]
+    assert any("round trips per helper" in b for b in predicted["basis"])
 
 
 def test_an_unreachable_helper_is_refused_before_any_worker_starts(tmp_path: Path) -> None:

@@ -144,6 +144,8 @@ class SpeedPrediction:
     def label(self) -> str:
         """"~38 tok/s on the GPU", "~4 tok/s, 22 of 49 layers on the GPU", "~12 tok/s on the CPU"."""
         v = fmt_tps(self.value)
+        if self.bound == "lan":
+            return f"~{v} tok/s over the helper machines"
         if self.gpu_layers >= self.total_layers:
             return f"~{v} tok/s on the GPU"
         if self.gpu_layers:
@@ -424,12 +426,7 @@ def seconds_per_token(shape: ModelShape, tb: TokenBytes, speed: MachineSpeed, i:
     bound = "gpu"
     cpu_layers = shape.n_layers - sum(tb.gpu_blocks)
     if tb.cpu_weights + tb.cpu_kv > shape.embd_bytes // max(1, shape.n_vocab):
-        threads = max(1, speed.threads)
-        t_mem = (tb.cpu_weights + tb.cpu_kv) / speed.cpu.effective(i)
-        t_comp = (tb.cpu_weights / speed.thread_bytes_per_s + cpu_layers * LAYER_FLOPS / speed.thread_flops) \
-            / (threads * COMPUTE_SPREAD[i])
-        bound = "compute" if t_comp > t_mem else "memory"
-        t += max(t_mem, t_comp) + (SYNC_LAYER_S * cpu_layers if threads > 1 else 0.0)
+        t, bound = _cpu_seconds(tb.cpu_weights, tb.cpu_kv, cpu_layers, speed, i)
     for bw, w, kv in zip(speed.gpus, tb.gpu_weights, tb.gpu_kv, strict=False):
         if w:
             t += (w + kv) / bw.effective(i)
@@ -437,6 +434,61 @@ def seconds_per_token(shape: ModelShape, tb: TokenBytes, speed: MachineSpeed, i:
     if any(tb.gpu_blocks):
         fixed += GPU_FIXED_S + GPU_LAYER_S * sum(tb.gpu_blocks)
     return t + fixed * FIXED_SPREAD[i], bound
+
+
+def _cpu_seconds(weights: int, kv: int, layers: int, speed: MachineSpeed, i: int) -> tuple[float, str]:
+    """A CPU's time for its part of one token: the larger of memory time and compute time, plus thread barriers."""
+    threads = max(1, speed.threads)
+    t_mem = (weights + kv) / speed.cpu.effective(i)
+    t_comp = (weights / speed.thread_bytes_per_s + layers * LAYER_FLOPS / speed.thread_flops) \
+        / (threads * COMPUTE_SPREAD[i])
+    return max(t_mem, t_comp) + (SYNC_LAYER_S * layers if threads > 1 else 0.0), \
+        "compute" if t_comp > t_mem else "memory"
+
+
+LAN_BYTES_PER_S = 117e6  # assumed: gigabit Ethernet's payload rate, when the link's throughput is not measured
+RPC_ROUND_TRIPS = 3  # assumed, per helper and token: set the input, compute the graph, read the result
+
+
+def predict_lan_decode(shape: ModelShape, helper_layers: Sequence[int], round_trip_s: Sequence[float],
+                       speed: MachineSpeed, *, n_past: int = DEFAULT_N_PAST, kv_type: str = "f16",
+                       link_bytes_per_s: float = LAN_BYTES_PER_S) -> SpeedPrediction:
+    """LAN mode, every layer on the helper machines (llama.cpp's RPC backend, in the helpers' order): per token each
+    helper reads its layers' weights and KV cache (its CPU assumed as fast as this one: llama.cpp's RPC reports
+    memory, not speed), each link costs its measured round trip ``RPC_ROUND_TRIPS`` times, the hidden state goes
+    to and from every helper and the logits come back from the last one; plus this machine's fixed cost."""
+    total = shape.n_layers + 1  # the output layer goes with the last block, to the last helper
+    per_kv = kv_bytes_per_layer(shape, n_past, kv_type)
+    first, shares, last = 0, [], -1
+    for n in helper_layers:
+        blocks = range(first, min(first + n, shape.n_layers))
+        weights = sum(active_layer_bytes(shape, il) for il in blocks)
+        shares.append((weights, per_kv * len(blocks), len(blocks)))
+        first += n
+    if shares:
+        last = max((k for k, s in enumerate(shares) if s[2]), default=len(shares) - 1)
+        w, kv, n = shares[last]
+        shares[last] = (w + shape.output_bytes, kv, n)
+    link_bytes = 2 * 4 * shape.n_embd * len(shares) + 4 * shape.n_vocab  # f32 hidden state in and out; logits
+    link_s = link_bytes / link_bytes_per_s + RPC_ROUND_TRIPS * sum(round_trip_s)
+
+    def seconds(i: int) -> float:
+        compute = sum(_cpu_seconds(w, kv, n, speed, i)[0] for w, kv, n in shares)
+        return compute + link_s * (1.0, 1.5, 0.75)[i] + (FIXED_S + PER_VOCAB_S * shape.n_vocab) * FIXED_SPREAD[i]
+
+    t, t_low, t_high = seconds(0), seconds(1), seconds(2)
+    basis = (
+        "LAN mode: per token " + "; ".join(f"helper {k + 1} reads {_mb(w)} of weights and {_mb(kv)} of KV cache "
+                                           f"({n} blocks{' and the output layer' if k == last else ''})"
+                                           for k, (w, kv, n) in enumerate(shares)),
+        "the helpers' CPUs assumed as fast as this one (llama.cpp's RPC reports their memory, not their speed): "
+        + speed.cpu.detail,
+        f"the link: {RPC_ROUND_TRIPS} round trips per helper and token at the measured "
+        + ", ".join(f"{1000 * r:.2f} ms" for r in round_trip_s)
+        + f", and {_mb(link_bytes)} per token at {link_bytes_per_s / 1e6:.0f} MB/s (assumed: gigabit Ethernet)",
+    )
+    return SpeedPrediction(value=1 / t, low=1 / t_low, high=1 / t_high, n_past=n_past, at_full_context=1 / t,
+                           n_ctx=n_past, gpu_layers=0, total_layers=total, bound="lan", basis=basis)
 
 
 def predict_decode(shape: ModelShape, plan: OffloadPlan, speed: MachineSpeed, *,

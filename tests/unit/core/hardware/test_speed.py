@@ -189,3 +189,26 @@ def test_simulated_gpu_bandwidth_given() -> None:
     speed = machine_speed(m, cpu_probe=PROBE, gpu_bandwidths=[500e9])
     assert speed.gpus[0].bytes_per_s == 500e9 and isinstance(speed.gpus[0], Bandwidth)
     assert isinstance(speed, MachineSpeed) and speed.threads == 8
+
+
+def test_lan_decode_by_hand() -> None:
+    """LAN mode: each helper's layers read at this CPU's speed (assumed), the link's round trips and bytes added."""
+    s = shape()  # 4 layers of 100 MB, a 50 MB output layer, n_embd 1000, 32000-token vocabulary
+    speed = machine_speed(cpu_machine(), threads=1, cpu_probe=PROBE)
+    rtt = [0.001, 0.002]
+    pred = sp.predict_lan_decode(s, [2, 2], rtt, speed, n_past=1000)
+    kv = kv_bytes_per_layer(s, 1000, "f16")
+
+    def cpu(w: int, layers: int) -> float:
+        t_mem = (w + kv * layers) / (40e9 * sp.CPU_EFFICIENCY[0])
+        t_comp = w / (2e9 * sp.COMPUTE_BYTES_PER_FLOP) + layers * sp.LAYER_FLOPS / 2e9
+        return max(t_mem, t_comp)
+
+    link = (2 * 4 * 1000 * 2 + 4 * 32000) / sp.LAN_BYTES_PER_S + sp.RPC_ROUND_TRIPS * sum(rtt)
+    expected = cpu(200_000_000, 2) + cpu(250_000_000, 2) + link + sp.FIXED_S + sp.PER_VOCAB_S * 32000
+    assert 1 / pred.value == pytest.approx(expected)
+    assert pred.low < pred.value < pred.high and pred.label.endswith("tok/s over the helper machines")
+    assert any("assumed as fast as this one" in b for b in pred.basis)
+    # a slower link costs speed; nothing else changes
+    far = sp.predict_lan_decode(s, [2, 2], [0.02, 0.02], speed, n_past=1000)
+    assert far.value < pred.value
