@@ -35,7 +35,7 @@ from localchat.core.api.server import load_or_create_key as load_or_create_key
 from localchat.core.api.shared import SharedModelHost
 from localchat.errors import LocalChatError
 from localchat.gui import theme
-from localchat.gui.engine_bridge import EngineWorker
+from localchat.gui.engine_bridge import EngineDriver
 
 if TYPE_CHECKING:
     from localchat.gui.main_window import MainWindow
@@ -58,10 +58,10 @@ class ApiSwitch(QObject):
     workerDied = Signal()  # during an API turn (queued from the API's engine thread)
     _report = Signal(str, str)  # from the server thread, queued to the GUI thread
 
-    def __init__(self, ctx: AppContext, worker: EngineWorker, parent: QObject | None = None) -> None:
+    def __init__(self, ctx: AppContext, driver: EngineDriver, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
-        self.worker = worker
+        self.driver = driver
         self.state = "off"
         self.detail = ""
         self.url = ""
@@ -73,7 +73,7 @@ class ApiSwitch(QObject):
         self._stop = threading.Event()
         self.panel: ApiPanel | None = None
         self._report.connect(self._on_report, Qt.ConnectionType.QueuedConnection)
-        worker.waiting.connect(self._on_waiting, Qt.ConnectionType.QueuedConnection)
+        driver.waiting.connect(self._on_waiting, Qt.ConnectionType.QueuedConnection)
 
     @Slot(str, str)
     def _on_waiting(self, owner: str, holder: str) -> None:
@@ -88,7 +88,7 @@ class ApiSwitch(QObject):
     @property
     def waiting(self) -> int:
         """API requests queued behind the one running, plus the window's turn if it waits."""
-        return (self.host.queued if self.host is not None else 0) + self.worker.turns.waiting
+        return (self.host.queued if self.host is not None else 0) + self.driver.turns.waiting
 
     def start(self, port: int = DEFAULT_PORT) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -127,7 +127,7 @@ class ApiSwitch(QObject):
                 self._report.emit("error", f"{exc}{hint}")
                 return
             try:
-                w = self.worker
+                w = self.driver
                 host = SharedModelHost(w.turns, lambda: w.loaded_model, self._installed, self.ctx.settings,
                                        on_crash=self.workerDied.emit)
                 server = ApiServer(host, self.key, sock, ServerOptions(DEFAULT_HOST, port))
@@ -265,7 +265,7 @@ class ApiPanel(QGroupBox):
     @Slot()
     def update_count(self) -> None:
         s = self.switch
-        model = s.worker.loaded_model
+        model = s.driver.loaded_model
         waiting = s.waiting
         self.count.setText(f"Requests answered this session: {s.served}"
                            + (f" · waiting for the model: {waiting}" if waiting else "")
@@ -274,7 +274,7 @@ class ApiPanel(QGroupBox):
 
 def install(window: MainWindow) -> ApiSwitch:
     """Put the switch on the window's Network page; a window turn that waits for an API turn says so."""
-    switch = ApiSwitch(window.ctx, window.bridge.worker, window)
+    switch = ApiSwitch(window.ctx, window.bridge.driver, window)
     switch.panel = ApiPanel(switch)
     window.network_page.add_panel(switch.panel)
 

@@ -39,8 +39,8 @@ class LoadRequest:
     settings: Settings
 
 
-class EngineWorker(QObject):
-    """Lives in the engine thread.
+class EngineDriver(QObject):
+    """Drives the worker process from the engine thread (so "worker" means only that process).
 
     Signals:
         workerStarted(int, dict): pid and isolation report of a (re)started worker process.
@@ -176,24 +176,24 @@ class EngineBridge(QObject):
         super().__init__(parent)
         self.engine_thread = QThread()
         self.engine_thread.setObjectName("engine")
-        self.worker = EngineWorker(isolation)
-        self.worker.moveToThread(self.engine_thread)
-        self.requestLoad.connect(self.worker.load)
-        self.requestChat.connect(self.worker.chat)
+        self.driver = EngineDriver(isolation)
+        self.driver.moveToThread(self.engine_thread)
+        self.requestLoad.connect(self.driver.load)
+        self.requestChat.connect(self.driver.chat)
         self.engine_thread.start()
 
     def cancel(self, request_id: str | None = None) -> None:
         """Stop the window's turn (``request_id``, else the one in the engine thread) — never another user's."""
-        rid = request_id or self.worker.current
+        rid = request_id or self.driver.current
         if rid is not None:
-            self.worker.turns.cancel(rid)
+            self.driver.turns.cancel(rid)
 
     def kill_worker(self) -> None:
-        self.worker.client.kill()
+        self.driver.client.kill()
 
     @property
     def worker_pid(self) -> int | None:
-        return self.worker.client.pid
+        return self.driver.client.pid
 
     def stop(self) -> None:
         """Stop the thread, then close the worker; a load still running is cut short by killing the worker."""
@@ -201,8 +201,8 @@ class EngineBridge(QObject):
         self.engine_thread.quit()  # takes effect when the running slot (if any) returns
         if not self.engine_thread.wait(3000):
             log.warning("engine thread busy at shutdown (a model loading?); killing the worker")
-            self.worker.client.kill()
+            self.driver.client.kill()
             if not self.engine_thread.wait(10_000):
                 log.error("engine thread did not stop")
                 return
-        self.worker.client.close()  # the thread has finished: nothing else uses the client now
+        self.driver.client.close()  # the thread has finished: nothing else uses the client now

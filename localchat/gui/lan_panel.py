@@ -106,7 +106,7 @@ class LanPanel(QGroupBox):
         self.setVisible(bool(helpers))
         if not helpers:
             return
-        client = w.bridge.worker.client
+        client = w.bridge.driver.client
         report = client.relay_report() if [p.endpoint for p in client.peers] == helpers else None
         self.rows = helper_rows(helpers, report)
         t = theme.current()

@@ -60,7 +60,7 @@ class MainWindow(QMainWindow):
         self.store = ConversationStore(ctx.paths.database_file)
         self.store.purge_deleted()  # deletions left from a previous session are final
         self.bridge = EngineBridge(isolation or ("require" if ctx.settings.require_isolation else "auto"), self)
-        w = self.bridge.worker
+        w = self.bridge.driver
         w.workerStarted.connect(self._on_worker_started)
         w.workerStopped.connect(self._on_worker_stopped)
         w.loadProgress.connect(self._on_load_progress)
@@ -386,7 +386,7 @@ class MainWindow(QMainWindow):
         if self._shut:
             return
         self._shut = True
-        w = self.bridge.worker
+        w = self.bridge.driver
         for sig in (w.workerStarted, w.workerStopped, w.loadProgress, w.loaded, w.loadFailed, w.chunk,
                     w.turnCrashed):
             sig.disconnect()  # late events from the engine thread must not reach a closed store

@@ -248,7 +248,7 @@ def test_api_turn_waits_for_a_window_turn_and_both_come_out_whole(qtbot, serving
     w = serving
     window_alone, api_alone = alone(qtbot, w, baselines)
     chunks: list[str] = []
-    w.bridge.worker.chunk.connect(lambda c: chunks.append(type(c).__name__))
+    w.bridge.driver.chunk.connect(lambda c: chunks.append(type(c).__name__))
     ask(qtbot, w, WINDOW_Q)
     qtbot.waitUntil(lambda: "ContentChunk" in chunks, timeout=TIMEOUT)  # the window's turn has the worker
     t, box = in_thread(stream, w, API_Q)

@@ -42,7 +42,7 @@ def test_window_answers_through_two_helpers_and_the_panel_counts_them(qtbot, iso
         ctx.settings.validate()
         qtbot.waitUntil(lambda: w.lan.isVisibleTo(w.network_page), timeout=5000)
         # the changed list reloads the model in a worker whose relay reaches those helpers only
-        qtbot.waitUntil(lambda: w.load_info is not None and w.bridge.worker.client.peers != [], timeout=TIMEOUT)
+        qtbot.waitUntil(lambda: w.load_info is not None and w.bridge.driver.client.peers != [], timeout=TIMEOUT)
         iso = w.network_page.worker_isolation
         assert iso is not None
         if not iso.get("isolated"):
@@ -58,7 +58,7 @@ def test_window_answers_through_two_helpers_and_the_panel_counts_them(qtbot, iso
         assert answer.role == "assistant" and answer.content.strip() and answer.status == "complete"
 
         w.lan.refresh()
-        report = {p["peer"]: p for p in w.bridge.worker.client.relay_report()["peers"]}  # type: ignore[index]
+        report = {p["peer"]: p for p in w.bridge.driver.client.relay_report()["peers"]}  # type: ignore[index]
         rows = {r["peer"]: r for r in w.lan.rows}
         assert list(rows) == endpoints
         for e in endpoints:
@@ -71,8 +71,8 @@ def test_window_answers_through_two_helpers_and_the_panel_counts_them(qtbot, iso
 
         ctx.settings.helpers = []  # removed in Settings: the panel goes, and the model reloads on this machine only
         qtbot.waitUntil(lambda: not w.lan.isVisibleTo(w.network_page), timeout=5000)
-        qtbot.waitUntil(lambda: w.load_info is not None and w.bridge.worker.client.peers == [], timeout=TIMEOUT)
-        assert w.bridge.worker.client.relay_report() is None
+        qtbot.waitUntil(lambda: w.load_info is not None and w.bridge.driver.client.peers == [], timeout=TIMEOUT)
+        assert w.bridge.driver.client.relay_report() is None
         assert w.network_page.worker_isolation is not None
         assert w.network_page.worker_isolation.get("scope") != "only these peers"
     finally:

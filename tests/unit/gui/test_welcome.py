@@ -31,7 +31,7 @@ def test_no_model_opens_the_welcome_without_fetching(qtbot, isolated_home: Path,
         qtbot.waitUntil(lambda: empty.isVisible(), timeout=5000)
         assert empty.title.text() == "Welcome to localchat" and empty.welcome.isVisible()
         assert not empty.holder.isVisible()  # no suggestions to send to a model that is not there
-        assert not w.bridge.worker.client.alive  # no model: no worker, no llama.cpp
+        assert not w.bridge.driver.client.alive  # no model: no worker, no llama.cpp
         qtbot.mouseClick(empty.browse_button, Qt.MouseButton.LeftButton)
         assert w.pages.currentIndex() == 1
         assert list(guard.events) == []  # no Python network call was even attempted
