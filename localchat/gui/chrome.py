@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
 from localchat.core.engine.protocol import LoadInfo
 from localchat.core.privacy.evidence import IsolationEvidence
 from localchat.gui import icons
-from localchat.gui.theme import current
-from localchat.gui.widgets import ElidedLabel, repolish
+from localchat.gui.elided_label import ElidedLabel
+from localchat.gui.theme import current, repolish
 
 PAGES = (("chat", "Chat"), ("models", "Models"), ("network", "Network"))
 

@@ -14,8 +14,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QTool
 
 from localchat.gui import icons
 from localchat.gui.chat.view import COLUMN_WIDTH
-from localchat.gui.theme import current
-from localchat.gui.widgets import repolish
+from localchat.gui.theme import current, repolish
 
 MAX_LINES = 8
 

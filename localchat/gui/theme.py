@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 
 def resources_dir() -> Path:
@@ -156,3 +156,9 @@ def apply_theme(setting: str) -> Theme:
         app.setPalette(palette(theme))
         app.setStyleSheet(stylesheet(theme))
     return theme
+
+
+def repolish(w: QWidget) -> None:
+    """Re-apply the stylesheet after an object name or dynamic property that it selects on has changed."""
+    w.style().unpolish(w)
+    w.style().polish(w)

@@ -24,8 +24,7 @@ from localchat.gui import icons
 from localchat.gui.chat.display import DisplayMessage, stats_text, thought_label
 from localchat.gui.chat.markdown import MarkdownRenderer
 from localchat.gui.chat.rich_text import MarkdownView, RichText
-from localchat.gui.theme import current
-from localchat.gui.widgets import repolish
+from localchat.gui.theme import current, repolish
 
 
 def _action(name: str, tip: str) -> QToolButton:

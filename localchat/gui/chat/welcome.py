@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from localchat.gui import icons
-from localchat.gui.widgets import ElidedLabel
+from localchat.gui.elided_label import ElidedLabel
 
 SUGGESTIONS = (
     ("Explain a concept", "Explain how public-key cryptography works, with a simple analogy."),

@@ -1,4 +1,4 @@
-"""Small widgets shared by several parts of the window."""
+"""A one-line label that shortens its text with "…" (titles, model names, suggestion cards)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,6 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
-
-
-def repolish(w: QWidget) -> None:
-    """Re-apply the stylesheet after an object name or dynamic property that it selects on has changed."""
-    w.style().unpolish(w)
-    w.style().polish(w)
 
 
 class ElidedLabel(QLabel):
