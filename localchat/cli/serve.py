@@ -36,9 +36,10 @@ def register(sub: Any) -> None:
 def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.cli import EXIT_USAGE, fail
     from localchat.cli.chat import checked_peers, warn_if_not_isolated
+    from localchat.core.api import KEY_FILE
     from localchat.core.api.host import ModelHost, ModelRef
     from localchat.core.api.schema import ApiError
-    from localchat.core.api.server import KEY_FILE, ApiServer, ServerOptions, bind, check_bind, load_or_create_key
+    from localchat.core.api.server import ApiServer, ServerOptions, bind, check_bind, load_or_create_key
     from localchat.core.engine.client import EngineClient
     from localchat.core.models.starter import STARTER_NAME
     from localchat.core.privacy.audit import AuditGuard

@@ -30,14 +30,14 @@ from PySide6.QtWidgets import (
 )
 
 from localchat.context import AppContext
-from localchat.core.api.server import DEFAULT_HOST, DEFAULT_PORT, KEY_FILE, ApiServer, ServerOptions, bind
-from localchat.core.api.server import load_or_create_key as load_or_create_key
-from localchat.core.api.shared import SharedModelHost
+from localchat.core.api import DEFAULT_HOST, DEFAULT_PORT, KEY_FILE
 from localchat.errors import LocalChatError
 from localchat.gui import theme
 from localchat.gui.engine_bridge import EngineDriver
 
 if TYPE_CHECKING:
+    from localchat.core.api.server import ApiServer
+    from localchat.core.api.shared import SharedModelHost
     from localchat.gui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,10 @@ class ApiSwitch(QObject):
         return t is None or not t.is_alive()
 
     def _run(self, port: int) -> None:
+        # imported here, on the server's thread: uvicorn and starlette cost the window's start-up nothing while off
+        from localchat.core.api.server import ApiServer, ServerOptions, bind, load_or_create_key
+        from localchat.core.api.shared import SharedModelHost
+
         host: SharedModelHost | None = None
         try:
             try:

@@ -19,15 +19,13 @@ from types import FrameType
 
 import uvicorn
 
+from localchat.core.api import DEFAULT_HOST, DEFAULT_PORT
 from localchat.core.api.app import Guard, create_app
 from localchat.core.api.host import ModelHost
 from localchat.core.privacy.audit import is_loopback
 from localchat.errors import LocalChatError
 
 log = logging.getLogger(__name__)
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8800
-KEY_FILE = "api-key"
 
 
 class BindRefused(LocalChatError):

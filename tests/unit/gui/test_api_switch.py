@@ -21,7 +21,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
 from localchat.context import open_context
-from localchat.core.api.server import KEY_FILE, bind
+from localchat.core.api import KEY_FILE
+from localchat.core.api.server import bind
 from localchat.core.privacy.audit import AuditGuard, NetworkRefused
 from localchat.gui.main_window import MainWindow
 
