@@ -470,8 +470,8 @@ class NetworkPage(QWidget):
         t = theme.current()
         for i, p in enumerate(reversed(procs)):  # newest first
             pid = "?" if p["pid"] is None else str(p["pid"])
-            if p["pid"] is not None and p["pid"] == self.worker_pid:
-                pid += " (worker)"
+            if p["pid"] is not None and p["pid"] == self.worker_pid and not p["ended"]:
+                pid += " (worker)"  # only the running one: an ended process may have had the same pid (reuse)
             cells = (pid, clock(p["started"]), clock(p["ended"]) if p["ended"] else "running",
                      "-" if p["netns"] is None else str(p["netns"]), isolation_text(p), p["command"])
             for j, v in enumerate(cells):
