@@ -50,33 +50,41 @@ while True:
 
 
 @contextmanager
-def namespace_host(port: int = 8765) -> Iterator[NamespaceHost]:
-    """A namespace reachable from the host over a veth pair, running a TCP listener; removed afterwards."""
+def veth_namespace(prefix: str) -> Iterator[tuple[str, str, str]]:
+    """A namespace joined to the host by a veth pair (10.231.x.0/30): yields (name, host IP, IP inside); removed
+    afterwards."""
     n = os.getpid() % 200 + 20
-    name, veth = f"lc-test-{os.getpid()}", f"lcv{os.getpid() % 100000}"
+    name, veth = f"lc-{prefix}-{os.getpid()}", f"lc{prefix[0]}{os.getpid() % 100000}"
     host_ip, peer_ip = f"10.231.{n}.1", f"10.231.{n}.2"
     cmds = [["ip", "netns", "add", name],
             ["ip", "link", "add", veth, "type", "veth", "peer", "name", "lcpeer", "netns", name],
             ["ip", "addr", "add", f"{host_ip}/30", "dev", veth], ["ip", "link", "set", veth, "up"],
             ["ip", "-n", name, "addr", "add", f"{peer_ip}/30", "dev", "lcpeer"],
             ["ip", "-n", name, "link", "set", "lcpeer", "up"], ["ip", "-n", name, "link", "set", "lo", "up"]]
-    proc = None
     try:
         for c in cmds:
             subprocess.run(c, check=True, capture_output=True)
+        yield name, host_ip, peer_ip
+    finally:
+        subprocess.run(["ip", "link", "del", veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        time.sleep(0.05)
+
+
+@contextmanager
+def namespace_host(port: int = 8765) -> Iterator[NamespaceHost]:
+    """A namespace reachable from the host over a veth pair, running a TCP listener; removed afterwards."""
+    with veth_namespace("test") as (name, host_ip, peer_ip):
         proc = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-c", LISTENER, peer_ip, str(port)],
                                 stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        yield NamespaceHost(name, host_ip, peer_ip, port)
-    finally:
-        if proc is not None:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            yield NamespaceHost(name, host_ip, peer_ip, port)
+        finally:
             proc.kill()
             proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
-        subprocess.run(["ip", "link", "del", veth], capture_output=True)
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        time.sleep(0.05)
 
 
 def restricted_userns_prefix() -> list[str] | str:

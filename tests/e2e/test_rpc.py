@@ -342,34 +342,23 @@ def test_cli_refuses_public_and_hostile_helpers_in_one_line(tmp_path: Path) -> N
 @contextlib.contextmanager
 def _lan_helper(tmp_path: Path) -> Iterator[Helper]:
     """An rpc-server on a LAN address: inside a test namespace joined to the host by a veth pair (10.231.x.0/30)."""
-    n = os.getpid() % 200 + 20
-    name, veth = f"lc-rpc-{os.getpid()}", f"lcr{os.getpid() % 100000}"
-    host_ip, peer_ip = f"10.231.{n}.1", f"10.231.{n}.2"
-    cmds = [["ip", "netns", "add", name],
-            ["ip", "link", "add", veth, "type", "veth", "peer", "name", "lcpeer", "netns", name],
-            ["ip", "addr", "add", f"{host_ip}/30", "dev", veth], ["ip", "link", "set", veth, "up"],
-            ["ip", "-n", name, "addr", "add", f"{peer_ip}/30", "dev", "lcpeer"],
-            ["ip", "-n", name, "link", "set", "lcpeer", "up"], ["ip", "-n", name, "link", "set", "lo", "up"]]
-    proc = None
-    try:
-        for c in cmds:
-            subprocess.run(c, check=True, capture_output=True)
+    from netns import veth_namespace
+
+    with veth_namespace("rpc") as (name, _host_ip, peer_ip):
         log = tmp_path / "lan-helper.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(["ip", "netns", "exec", name, str(RPC_SERVER), "-H", peer_ip, "-p", "50052",
                                      "-t", "1"], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while not _listening(50052, proc.pid):  # `ip netns exec` becomes rpc-server, in the test namespace
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"rpc-server did not start: {log.read_text(errors='replace')[-500:]}")
-            time.sleep(0.1)
-        yield Helper(proc, 50052, log, None, proc.pid)
-    finally:
-        if proc is not None:
+        try:
+            deadline = time.monotonic() + 60
+            while not _listening(50052, proc.pid):  # `ip netns exec` becomes rpc-server, in the test namespace
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"rpc-server did not start: {log.read_text(errors='replace')[-500:]}")
+                time.sleep(0.1)
+            yield Helper(proc, 50052, log, None, proc.pid)
+        finally:
             proc.kill()
             proc.wait()
-        subprocess.run(["ip", "link", "del", veth], capture_output=True)
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 @pytest.mark.netns
