@@ -62,10 +62,11 @@ class Helper:
     log: Path
     trace: Path | None
     server_pid: int
+    host: str = "127.0.0.1"
 
     @property
     def peer(self) -> Peer:
-        return Peer("127.0.0.1", self.port)
+        return Peer(self.host, self.port)
 
     def seen(self) -> tuple[int, int]:
         """(bytes received, bytes sent) by the helper process itself: the sum of its recv/send system calls, as
@@ -120,12 +121,17 @@ def _start_helper(tmp_path: Path, name: str) -> Helper:
     return Helper(proc, port, log, trace, server)
 
 
-@pytest.fixture
-def helpers(tmp_path: Path) -> Iterator[list[Helper]]:
+def _require_rpc() -> None:
+    """Skip (fail under LOCALCHAT_TEST_REQUIRE_ISOLATION) without llama.cpp's rpc-server or an RPC-enabled binding."""
     if not RPC_SERVER.is_file():
         skip_or_fail(f"no rpc-server at {RPC_SERVER} (make rpc-server builds it)")
     if not _binding_has_rpc():
         skip_or_fail("llama-cpp-python was built without the RPC backend (make install builds it with it)")
+
+
+@pytest.fixture
+def helpers(tmp_path: Path) -> Iterator[list[Helper]]:
+    _require_rpc()
     started = [_start_helper(tmp_path, "helper-a"), _start_helper(tmp_path, "helper-b")]
     yield started
     for h in started:
@@ -341,9 +347,14 @@ def test_cli_refuses_public_and_hostile_helpers_in_one_line(tmp_path: Path) -> N
 
 @contextlib.contextmanager
 def _lan_helper(tmp_path: Path) -> Iterator[Helper]:
-    """An rpc-server on a LAN address: inside a test namespace joined to the host by a veth pair (10.231.x.0/30)."""
-    from netns import veth_namespace
+    """An rpc-server on a LAN address: inside a test namespace joined to the host by a veth pair (10.231.x.0/30).
+    Skips (fails under LOCALCHAT_TEST_REQUIRE_ISOLATION) where that cannot be made."""
+    from netns import netns_unavailable, veth_namespace
 
+    _require_rpc()
+    why = netns_unavailable()
+    if why:
+        skip_or_fail(why)
     with veth_namespace("rpc") as (name, _host_ip, peer_ip):
         log = tmp_path / "lan-helper.log"
         with log.open("wb") as out:
@@ -355,7 +366,7 @@ def _lan_helper(tmp_path: Path) -> Iterator[Helper]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"rpc-server did not start: {log.read_text(errors='replace')[-500:]}")
                 time.sleep(0.1)
-            yield Helper(proc, 50052, log, None, proc.pid)
+            yield Helper(proc, 50052, log, None, proc.pid, host=peer_ip)
         finally:
             proc.kill()
             proc.wait()
@@ -363,17 +374,8 @@ def _lan_helper(tmp_path: Path) -> Iterator[Helper]:
 
 @pytest.mark.netns
 def test_a_helper_on_a_lan_address_answers_through_the_offline_app(tmp_path: Path, starter_model: Path) -> None:
-    from netns import netns_unavailable
-
-    if not RPC_SERVER.is_file():
-        skip_or_fail(f"no rpc-server at {RPC_SERVER} (make rpc-server builds it)")
-    if not _binding_has_rpc():
-        skip_or_fail("llama-cpp-python was built without the RPC backend (make install builds it with it)")
-    why = netns_unavailable()
-    if why:
-        skip_or_fail(why)
     with _lan_helper(tmp_path) as helper:
-        peer = f"10.231.{os.getpid() % 200 + 20}.2:50052"
+        peer = helper.peer.endpoint
         env = {**os.environ, "PYTHONPATH": str(ROOT), "LOCALCHAT_HOME": str(tmp_path / "home")}
         proc = subprocess.run([sys.executable, "-m", "localchat", "chat", "--model", str(starter_model), "--rpc", peer,
                                "--json", "--max-tokens", "12", "--seed", "1", "What is the capital of France?"],
@@ -422,17 +424,8 @@ def test_netcheck_rpc_on_a_lan_address_tells_the_listed_helper_from_a_leak(tmp_p
                                                                           starter_model: Path) -> None:
     """On a real LAN address the socket monitor sees the app's connections as LAN: ``netcheck --rpc`` counts them as
     the listed helper's (exit 0), where the same sockets without the list would be a leak."""
-    from netns import netns_unavailable
-
-    if not RPC_SERVER.is_file():
-        skip_or_fail(f"no rpc-server at {RPC_SERVER} (make rpc-server builds it)")
-    if not _binding_has_rpc():
-        skip_or_fail("llama-cpp-python was built without the RPC backend (make install builds it with it)")
-    why = netns_unavailable()
-    if why:
-        skip_or_fail(why)
-    with _lan_helper(tmp_path):
-        peer = f"10.231.{os.getpid() % 200 + 20}.2:50052"
+    with _lan_helper(tmp_path) as helper:
+        peer = helper.peer.endpoint
         env = {**os.environ, "PYTHONPATH": str(ROOT), "LOCALCHAT_HOME": str(tmp_path / "home")}
         proc = subprocess.run([sys.executable, "-m", "localchat", "netcheck", "--model", str(starter_model),
                                "--rpc", peer, "--json"], capture_output=True, text=True, timeout=900, env=env)
