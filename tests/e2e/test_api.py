@@ -197,6 +197,14 @@ def test_two_concurrent_clients_are_both_answered(server: Server) -> None:
     assert sorted(answers) == [1, 10] and all(answers.values())
 
 
+def log_settled(server: Server, quiet: float = 0.5) -> None:
+    """Wait until the stderr reader has caught up: no new line for ``quiet`` seconds (earlier turns are over)."""
+    deadline, n = time.monotonic() + 30, -1
+    while n != len(server.log) and time.monotonic() < deadline:
+        n = len(server.log)
+        time.sleep(quiet)
+
+
 def turn_log(server: Server) -> list[tuple[str, str, int]]:
     """The server's "api: turn <id> <finish> <n> tokens" lines, in order."""
     found = [re.search(r"api: turn (\w+) (\w+) (\d+) tokens", line) for line in list(server.log)]
@@ -246,6 +254,7 @@ def test_worker_killed_mid_request_is_503_then_it_restarts(server: Server) -> No
     def started() -> int:
         return sum(1 for line in list(server.log) if re.search(r"api: turn \w+ started", line))
 
+    log_settled(server)  # else a line of an earlier turn, read late, would look like this one starting
     before = started()
     t = threading.Thread(target=ask)
     t.start()
