@@ -50,59 +50,6 @@ def _local_model(ctx: AppContext, args: argparse.Namespace) -> tuple[Path | None
     return None, "no local model to test with (nothing is downloaded for a check): idle worker only"
 
 
-def lan_findings(data: dict[str, Any], helpers: dict[str, Any], isolation: dict[str, Any]) -> dict[str, Any]:
-    """LAN mode's "only these peers", from the report's data and the relay's counts (``client.relay_report()``).
-
-    A non-local socket of the app to a listed helper is expected; any other is ``unlisted`` (a leak). When the
-    report's event list was cut short, the events it no longer holds count as unlisted (never a false "silent").
-    """
-    listed = [p["peer"] for p in helpers["peers"]]
-    app = data["app"]
-    events = [e for e in app["socket_events"] if e["kind"] in ("lan", "internet")]
-    to_listed = [e for e in events if e["remote"] in listed]
-    non_local = (app["outbound_internet_connections"] or 0) + (app["outbound_lan_connections"] or 0)
-    unlisted = [e for e in events if e["remote"] not in listed]
-    unseen = max(0, non_local - len(events))  # dropped from the ring: not shown to be a listed helper
-    relay = isolation.get("relay") or {}
-    now = (data["worker"].get("now") or {}).get("interfaces")
-    interfaces = [i["name"] for i in (now if now is not None else relay.get("interfaces") or [])]
-    unexpected = app["audit_unexpected_total"] or 0
-    silent = not unlisted and not unseen and not unexpected
-    return {
-        "scope": "only these peers",
-        "peers": listed,
-        "worker_interfaces": interfaces,
-        "worker_only_loopback": interfaces == ["lo"],
-        "beyond_loopback": (relay.get("beyond_loopback") or {}).get("result"),
-        "helpers": helpers["peers"],
-        "refused": helpers["refused"],
-        "connections_to_listed": len(to_listed),
-        "unlisted_connections": len(unlisted) + unseen,
-        "unlisted": unlisted,
-        "silent": silent,
-        "verdict": (f"Only these peers: the app connected only to {', '.join(listed)}; "
-                    f"{unexpected} unexpected audit events" if silent else
-                    f"ATTENTION: {len(unlisted) + unseen} connections to machines not listed and {unexpected} "
-                    "unexpected audit events — see the lists below"),
-    }
-
-
-def lan_text(lan: dict[str, Any]) -> list[str]:
-    """The LAN-mode section of the text report."""
-    ifs = ", ".join(lan["worker_interfaces"]) or "none"
-    lines = ["LAN mode: only these peers", f"  {lan['verdict']}",
-             f"  Worker's interfaces: {ifs} ({'only its loopback' if lan['worker_only_loopback'] else 'NOT only lo'})"
-             f"; beyond its loopback (TEST-NET-1): {lan['beyond_loopback'] or 'not tried'}"]
-    for p in lan["helpers"]:
-        lost = f"; lost: {p['lost']}" if p.get("lost") else ""
-        lines.append(f"  helper {p['peer']:<24} {p['connections']} connection(s), sent {p['bytes_sent']:,} B, "
-                     f"received {p['bytes_received']:,} B{lost}")
-    lines += [f"  refused: {r['peer']}: {r['reason']}" for r in lan["refused"]] or ["  refused attempts: none"]
-    lines += [f"  NOT LISTED: {e['process']} (pid {e['pid']}) {e['proto']} {e['local']} → {e['remote']}"
-              for e in lan["unlisted"]]
-    return lines
-
-
 def run(ctx: AppContext, args: argparse.Namespace) -> int:
     from localchat.cli import emit_json
     from localchat.cli.chat import checked_peers, warn_if_not_isolated
@@ -135,24 +82,17 @@ def run(ctx: AppContext, args: argparse.Namespace) -> int:
                 monitor.poll()
             client.unload()
         monitor.poll()
-        report = EvidenceReport(client.hello.isolation, guard, monitor, client.pid, [note])
-        data = report.to_dict()  # while the worker runs: its namespace is re-read from the outside
-        helpers = client.relay_report()
         isolation = client.hello.isolation
-        if helpers is not None:
-            data["lan_mode"] = lan = lan_findings(data, helpers, isolation)
-            data["silent"], data["verdict"] = lan["silent"], lan["verdict"]
-        text = report.to_text(data) + "".join(f"{line}\n" for line in lan_text(data["lan_mode"])) if peers else ""
+        report = EvidenceReport(isolation, guard, monitor, client.pid, [note], relay=client.relay_report())
+        data = report.to_dict()  # while the worker runs: its namespace is re-read from the outside
         if args.export:
-            _js, txt = report.export(Path(args.export), data=data)
-            if peers:
-                txt.write_text(text, encoding="utf-8")
+            report.export(Path(args.export), data=data)
     if not isolation.get("isolated"):
         warn_if_not_isolated(isolation)
     if args.json:
         emit_json(data)
     else:
-        print(text or report.to_text(data), end="")
+        print(report.to_text(data), end="")
     if not data["silent"]:
         return EXIT_LEAK
     if peers and not data["lan_mode"]["worker_only_loopback"]:

@@ -147,4 +147,5 @@ def install(window: MainWindow) -> LanPanel:
     """Put the panel on the window's Network page (hidden until helper machines are set)."""
     panel = LanPanel(window)
     window.network_page.add_panel(panel)
+    window.network_page.relay_report = lambda: window.bridge.driver.client.relay_report()
     return panel

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,9 @@ class NetworkPage(QWidget):
         self.ctx = ctx
         self.worker_pid: int | None = None
         self.worker_isolation: dict[str, Any] | None = None
+        # LAN mode: the running worker's relay counts (set by the LAN panel), so an exported report says "only
+        # these peers" instead of counting the listed helpers as a leak
+        self.relay_report: Callable[[], dict[str, Any] | None] = lambda: None
         # the poll thread must hold no reference to the page: the page would then be destroyed on that thread
         pid_box: list[int | None] = [None]
         self._pid_box = pid_box
@@ -499,7 +503,7 @@ class NetworkPage(QWidget):
 
     def report(self) -> EvidenceReport:
         return EvidenceReport(self.worker_isolation, AuditGuard.active(), self.monitor, self.worker_pid,
-                              processes=self.monitor.processes)
+                              processes=self.monitor.processes, relay=self.relay_report())
 
     @Slot()
     def export_report(self, folder: str | None = None) -> tuple[Path, Path] | None:

@@ -95,6 +95,59 @@ def check_yourself(pid: int | None, isolation: dict[str, Any] | None) -> list[tu
             (f"cat /proc/{pid}/net/tcp /proc/{pid}/net/udp", "no sockets in the worker's namespace")]
 
 
+def lan_findings(data: dict[str, Any], helpers: dict[str, Any], isolation: dict[str, Any]) -> dict[str, Any]:
+    """LAN mode's "only these peers", from the report's data and the relay's counts (``EngineClient.relay_report()``).
+
+    A non-local socket of the app to a listed helper is expected; any other is ``unlisted`` (a leak). When the
+    report's event list was cut short, the events it no longer holds count as unlisted (never a false "silent").
+    """
+    listed = [p["peer"] for p in helpers["peers"]]
+    app = data["app"]
+    events = [e for e in app["socket_events"] if e["kind"] in ("lan", "internet")]
+    to_listed = [e for e in events if e["remote"] in listed]
+    non_local = (app["outbound_internet_connections"] or 0) + (app["outbound_lan_connections"] or 0)
+    unlisted = [e for e in events if e["remote"] not in listed]
+    unseen = max(0, non_local - len(events))  # dropped from the ring: not shown to be a listed helper
+    relay = isolation.get("relay") or {}
+    now = (data["worker"].get("now") or {}).get("interfaces")
+    interfaces = [i["name"] for i in (now if now is not None else relay.get("interfaces") or [])]
+    unexpected = app["audit_unexpected_total"] or 0
+    silent = not unlisted and not unseen and not unexpected
+    return {
+        "scope": "only these peers",
+        "peers": listed,
+        "worker_interfaces": interfaces,
+        "worker_only_loopback": interfaces == ["lo"],
+        "beyond_loopback": (relay.get("beyond_loopback") or {}).get("result"),
+        "helpers": helpers["peers"],
+        "refused": helpers["refused"],
+        "connections_to_listed": len(to_listed),
+        "unlisted_connections": len(unlisted) + unseen,
+        "unlisted": unlisted,
+        "silent": silent,
+        "verdict": (f"Only these peers: the app connected only to {', '.join(listed)}; "
+                    f"{unexpected} unexpected audit events" if silent else
+                    f"ATTENTION: {len(unlisted) + unseen} connections to machines not listed and {unexpected} "
+                    "unexpected audit events — see the lists below"),
+    }
+
+
+def lan_text(lan: dict[str, Any]) -> list[str]:
+    """The LAN-mode section of the text report."""
+    ifs = ", ".join(lan["worker_interfaces"]) or "none"
+    lines = ["LAN mode: only these peers", f"  {lan['verdict']}",
+             f"  Worker's interfaces: {ifs} ({'only its loopback' if lan['worker_only_loopback'] else 'NOT only lo'})"
+             f"; beyond its loopback (TEST-NET-1): {lan['beyond_loopback'] or 'not tried'}"]
+    for p in lan["helpers"]:
+        lost = f"; lost: {p['lost']}" if p.get("lost") else ""
+        lines.append(f"  helper {p['peer']:<24} {p['connections']} connection(s), sent {p['bytes_sent']:,} B, "
+                     f"received {p['bytes_received']:,} B{lost}")
+    lines += [f"  refused: {r['peer']}: {r['reason']}" for r in lan["refused"]] or ["  refused attempts: none"]
+    lines += [f"  NOT LISTED: {e['process']} (pid {e['pid']}) {e['proto']} {e['local']} → {e['remote']}"
+              for e in lan["unlisted"]]
+    return lines
+
+
 @dataclass
 class EvidenceReport:
     """Everything localchat can show about its own network use, gathered at the moment of :meth:`to_dict`."""
@@ -105,6 +158,7 @@ class EvidenceReport:
     worker_pid: int | None = None
     notes: list[str] = field(default_factory=list)
     processes: ProcessLog | None = None  # default: the monitor's, else the session's (:meth:`ProcessLog.active`)
+    relay: dict[str, Any] | None = None  # LAN mode: the relay's counts; the claim becomes "only these peers"
 
     def _snapshot(self) -> MonitorSnapshot | None:
         return self.monitor.snapshot() if isinstance(self.monitor, SocketMonitor) else self.monitor
@@ -154,7 +208,7 @@ class EvidenceReport:
             machine = {"label": "whole machine, not attributable to a program", "time": last.time,
                        "interfaces": {k: {"bytes_sent": s, "bytes_recv": r} for k, (s, r) in last.counters.items()}}
         procs = self._processes(snap)
-        return {
+        data = {
             "localchat": __version__,
             "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "platform": platform.platform(),
@@ -186,6 +240,10 @@ class EvidenceReport:
             "limits": list(LIMITS),
             "notes": list(self.notes),
         }
+        if self.relay is not None:  # the listed helpers are expected; anything else is still a leak
+            data["lan_mode"] = lan = lan_findings(data, self.relay, self.isolation or {})
+            data["silent"], data["verdict"] = lan["silent"], lan["verdict"]
+        return data
 
     @property
     def silent(self) -> bool:
@@ -247,6 +305,8 @@ class EvidenceReport:
         lines += ["", "Lockdown:"] + [f"  {k} = {v}  — {d['lockdown_effects'][k]}" for k, v in d["lockdown"].items()]
         lines += ["", "What this does not cover:"] + [f"  - {x}" for x in d["limits"]]
         lines += [f"note: {n}" for n in d["notes"]]
+        if d.get("lan_mode"):
+            lines += ["", *lan_text(d["lan_mode"])]
         return "\n".join(lines) + "\n"
 
     def export(self, folder: Path, stem: str = "localchat-privacy-report",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from localchat.cli.netcheck import lan_findings, lan_text
+from localchat.core.privacy.report import lan_findings, lan_text
 
 PEERS = {"peers": [{"peer": "192.168.1.20:50052", "connections": 3, "bytes_sent": 40_000_000, "bytes_received": 900,
                     "open": 0, "errors": [], "lost": None}],

@@ -4,6 +4,7 @@ shown, and each helper's bytes and connections on the panel equal to the relay's
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def _cells(table) -> list[list[str]]:  # type: ignore[no-untyped-def]
 
 
 def test_window_answers_through_two_helpers_and_the_panel_counts_them(qtbot, isolated_home: Path,
-                                                                      starter_model: Path,
+                                                                      starter_model: Path, tmp_path: Path,
                                                                       helpers: list[Helper]) -> None:  # noqa: F811
     ctx = open_context(isolated_home)
     ctx.ensure_starter()
@@ -68,6 +69,14 @@ def test_window_answers_through_two_helpers_and_the_panel_counts_them(qtbot, iso
         cells = _cells(w.lan.table)
         assert [c[0] for c in cells] == endpoints and all(c[1].endswith("MB") for c in cells)
         assert w.lan.claim.text().startswith(f"The app connects only to {', '.join(endpoints)}")
+        # the exported report makes the same claim, with the same counts
+        paths = w.network_page.export_report(str(tmp_path / "report"))
+        assert paths is not None
+        data = json.loads(paths[0].read_text())
+        assert data["silent"] and data["verdict"].startswith(f"Only these peers: the app connected only to "
+                                                             f"{', '.join(endpoints)}")
+        assert [p["peer"] for p in data["lan_mode"]["helpers"]] == endpoints
+        assert "LAN mode: only these peers" in paths[1].read_text()
 
         ctx.settings.helpers = []  # removed in Settings: the panel goes, and the model reloads on this machine only
         qtbot.waitUntil(lambda: not w.lan.isVisibleTo(w.network_page), timeout=5000)
@@ -135,6 +144,13 @@ def test_a_helper_on_a_lan_address_is_told_apart_from_a_leak_on_the_page(qtbot, 
                 others = [e for e in snap.non_loopback_events() if e.remote != peer]
                 assert all(e.pid == helper.server_pid and e.process.startswith("rpc-server") for e in others), others
                 assert w.lan.rows[0]["peer"] == peer and w.lan.rows[0]["bytes_sent"] > 10 * 2**20
+                # the exported report counts the helper's connections as listed, not as a leak; the test's own
+                # rpc-server (watched as one of "localchat's" processes here) is the only thing it calls unlisted
+                paths = w.network_page.export_report(str(tmp_path / "report"))
+                assert paths is not None
+                lan = json.loads(paths[0].read_text())["lan_mode"]
+                assert lan["connections_to_listed"] > 0
+                assert all(e["pid"] == helper.server_pid for e in lan["unlisted"]), lan["unlisted"]
             finally:
                 w.shutdown()
     finally:
