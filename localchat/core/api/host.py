@@ -202,7 +202,6 @@ class RunningTurn:
         self.ended = asyncio.Event()  # set once the worker finished the turn and the slot is free
 
     def run(self) -> None:
-        client = self.host.client
         told = False
         try:
             if self._cancelled.is_set():
@@ -212,6 +211,7 @@ class RunningTurn:
                 if not mine or self._cancelled.is_set():
                     return
                 log.info("api: turn %s started", rid)
+                client = self.host.client  # read once the slot is ours: a shared worker's client may be replaced
                 for chunk in stream_turn(client, self.request):
                     if self._cancelled.is_set() and not told:  # a cancel that came before the turn had begun
                         client.cancel()

@@ -129,6 +129,16 @@ class SharedModelHost(ModelHost):
         self.on_crash = on_crash
         super().__init__(self._listed, settings, settings.n_ctx, max_queue=max_queue, engine=turns.client)
 
+    @property
+    def client(self) -> EngineClient:
+        """The window's worker client now: the window replaces it when the helper machines change (LAN mode)."""
+        return self.turns.client
+
+    @client.setter
+    def client(self, value: EngineClient) -> None:
+        if value is not self.turns.client:
+            raise ValueError("the shared host uses the window's worker client; it cannot be given another")
+
     def _listed(self) -> dict[str, ModelRef]:
         """``GET /v1/models`` lists the one model that can answer now."""
         current = self.loaded()

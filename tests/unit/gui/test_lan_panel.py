@@ -5,8 +5,11 @@ shown, and each helper's bytes and connections on the panel equal to the relay's
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
+import openai
 import pytest
 from e2e.test_rpc import RPC_SERVER, Helper, _binding_has_rpc, _lan_helper, helpers  # noqa: F401  (two helpers)
 from PySide6.QtCore import Qt
@@ -38,6 +41,11 @@ def test_window_answers_through_two_helpers_and_the_panel_counts_them(qtbot, iso
     try:
         qtbot.waitUntil(lambda: w.load_info is not None, timeout=TIMEOUT)
         assert not w.lan.isVisibleTo(w.network_page)  # no helpers: no panel
+        panel = w.api.panel  # the local API on, serving the window's worker: it must follow the worker's restart
+        assert panel is not None
+        panel.port.setValue(0)
+        panel.toggle.setChecked(True)
+        qtbot.waitUntil(lambda: w.api.state == "serving", timeout=TIMEOUT)
         endpoints = [h.peer.endpoint for h in helpers]
         ctx.settings.helpers = endpoints  # what Settings → Helper machines saves
         ctx.settings.validate()
@@ -57,6 +65,22 @@ def test_window_answers_through_two_helpers_and_the_panel_counts_them(qtbot, iso
         qtbot.waitUntil(lambda: not w.turn_controller.busy, timeout=TIMEOUT)
         answer = w.chat.messages[-1]
         assert answer.role == "assistant" and answer.content.strip() and answer.status == "complete"
+
+        api: dict[str, Any] = {}
+
+        def ask_api() -> None:
+            try:
+                with openai.OpenAI(base_url=w.api.url, api_key=w.api.key, max_retries=0, timeout=120) as c:
+                    r = c.chat.completions.create(model=w.model_name or "", max_tokens=8, temperature=0,
+                                                  messages=[{"role": "user", "content": "Say hello."}])
+                api["text"] = r.choices[0].message.content
+            except Exception as exc:  # reported below
+                api["error"] = exc
+
+        t = threading.Thread(target=ask_api, daemon=True)
+        t.start()
+        qtbot.waitUntil(lambda: not t.is_alive(), timeout=TIMEOUT)
+        assert api.get("text"), api  # answered on the new worker, through the helpers (was: 503, old client)
 
         w.lan.refresh()
         report = {p["peer"]: p for p in w.bridge.driver.client.relay_report()["peers"]}  # type: ignore[index]
