@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import psutil
 
 from localchat.core.privacy.audit import AuditGuard
-from localchat.core.privacy.processes import ProcessLog, process_start_time
+from localchat.core.privacy.processes import ProcessLog, descendants, process_start_time
 from localchat.core.privacy.sandbox import netns_id, read_net_dev
 
 PROTO = {(socket.AF_INET, socket.SOCK_STREAM): "tcp", (socket.AF_INET6, socket.SOCK_STREAM): "tcp6",
@@ -317,7 +317,7 @@ def own_processes(worker_pid: int | None = None) -> dict[int, str]:
     me = psutil.Process(os.getpid())
     out = {me.pid: "localchat"}
     try:
-        for child in me.children(recursive=True):
+        for child in descendants(me.pid):
             out[child.pid] = "inference worker" if child.pid == worker_pid else child.name()
     except psutil.Error:
         pass

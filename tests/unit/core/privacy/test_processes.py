@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from localchat.core.privacy.processes import ProcessLog
@@ -146,3 +147,36 @@ def test_a_fork_that_execs_is_recorded_with_what_it_became(log: ProcessLog) -> N
     log.poll()
     assert _mine(log, pid)[0]["ended"] is not None
 
+
+
+def test_descendants_from_the_kernels_children_files_equal_psutils_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cheap walk (our own tree only) finds what psutil's scan of every process finds: children of any thread,
+    grandchildren; and without the children files it falls back to psutil."""
+    import threading
+
+    from localchat.core.privacy import processes
+
+    # a child started from another thread is listed under that thread's task, a grandchild under the child
+    started: list[subprocess.Popen[bytes]] = []
+    t = threading.Thread(target=lambda: started.append(subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', "
+                                f"{WAIT_FOR_STDIN!r}], stdin=subprocess.PIPE); print(p.pid, flush=True); "
+                                "sys.stdin.read(); p.stdin.close(); p.wait()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)))
+    t.start()
+    t.join()
+    (child,) = started
+    assert child.stdout is not None and child.stdin is not None
+    grandchild = int(child.stdout.readline())
+    try:
+        walked = {p.pid for p in processes.descendants(os.getpid())}
+        assert {child.pid, grandchild} <= walked
+        assert walked == {p.pid for p in psutil.Process().children(recursive=True)}
+        if sys.platform.startswith("linux"):
+            assert processes._HAS_CHILDREN_FILES  # the kernel of every supported distribution has them
+        monkeypatch.setattr(processes, "_HAS_CHILDREN_FILES", False)
+        assert {p.pid for p in processes.descendants(os.getpid())} == walked
+    finally:
+        child.stdin.close()
+        child.wait(30)
+        child.stdout.close()
