@@ -6,6 +6,10 @@ the model is loaded through localchat's EngineClient (the sandboxed worker, as t
 are decoded, and the best turn's decode tok/s (the one least disturbed by other programs) is set against
 ``predict_decode`` at the same context fill. Prints the probe's figures, a table and the error of each row.
 
+Each row gives two predictions: the app's (from the cached CPU probe, which keeps the best figures its first runs
+saw) and one from the same probe made in this sitting, just before the row is measured — on a virtual machine whose
+neighbours take memory bandwidth the two differ, and only the second separates the model's error from the probe's.
+
     .venv/bin/python benchmarks/speed_prediction.py [--models starter,1.5b,3b] [--threads 1,2] [--turns 3]
         [--tokens 48] [--json]
 
@@ -32,7 +36,7 @@ from localchat.core.engine.client import EngineClient
 from localchat.core.engine.protocol import LoadOptions
 from localchat.core.hardware.detect import Machine, SystemProbes
 from localchat.core.hardware.planner import ModelShape, plan_offload
-from localchat.core.hardware.speed import cached_cpu_probe, machine_speed, predict_decode
+from localchat.core.hardware.speed import cached_cpu_probe, machine_speed, predict_decode, probe_cpu
 from localchat.core.models.gguf_info import read_gguf
 from localchat.core.models.starter import ensure_starter_model
 from localchat.paths import machine_cache_dir
@@ -151,12 +155,15 @@ def main() -> int:
                 shape = ModelShape.from_gguf(read_gguf(path))
                 plan = plan_offload(shape, machine, N_CTX)
                 for threads in thread_counts:
-                    probe = cached_cpu_probe(cpu_name, threads)
+                    probe = cached_cpu_probe(cpu_name, threads)  # what the app uses: the best figures it kept
                     speed = machine_speed(machine, threads=threads, cpu_probe=probe)
+                    now = probe_cpu(cpu_name, threads)  # the same probe, made now (the cache is not touched)
+                    speed_now = machine_speed(machine, threads=threads, cpu_probe=now)
                     load = os.getloadavg()[0]
                     m = measure(client, path, threads, args.turns, args.tokens)
                     best, n_past = m["best"], m["n_past"]
                     pred = predict_decode(shape, plan, speed, n_past=n_past)
+                    pred_now = predict_decode(shape, plan, speed_now, n_past=n_past)
                     rows.append({
                         "model": shape.name, "threads": threads, "predicted": round(pred.value, 2),
                         "low": round(pred.low, 2), "high": round(pred.high, 2), "bound": pred.bound,
@@ -170,6 +177,10 @@ def main() -> int:
                         "read_gbs": round(probe.read_bytes_per_s / 1e9, 2),
                         "thread_gflops": round(probe.thread_flops / 1e9, 2),
                         "weights_gb": round(shape.weights_bytes / 1e9, 3),
+                        "predicted_probe_now": round(pred_now.value, 2),
+                        "error_probe_now_pct": round(100 * (pred_now.value - best) / best, 1),
+                        "read_gbs_now": round(now.read_bytes_per_s / 1e9, 2),
+                        "thread_gflops_now": round(now.thread_flops / 1e9, 2),
                     })
                     if not args.json:
                         r = rows[-1]
@@ -177,7 +188,10 @@ def main() -> int:
                         print(f"{r['model']:<30} {threads} thr  predicted {r['predicted']:7.2f} "
                               f"({r['low']:.2f}–{r['high']:.2f}, {r['bound']})  measured {r['measured_best']:7.2f} "
                               f"(median {r['measured_median']:.2f})  error {r['error_pct']:+5.1f} %  |  by CPU time "
-                              f"{r['cpu_time_tps']}  error {r['error_vs_cpu_time_pct']} %{busy}", flush=True)
+                              f"{r['cpu_time_tps']}  error {r['error_vs_cpu_time_pct']} %  |  probe made now "
+                              f"({r['read_gbs_now']} GB/s, {r['thread_gflops_now']} G/s): predicted "
+                              f"{r['predicted_probe_now']:.2f}, error {r['error_probe_now_pct']:+.1f} %{busy}",
+                              flush=True)
     summary = {"cpu": cpu_name, "physical_cores": physical, "load_before": load_before, "load_after": os.getloadavg(),
                "time": time.strftime("%Y-%m-%d %H:%M"), "rows": rows,
                "mean_abs_error_pct": round(statistics.mean(abs(r["error_pct"]) for r in rows), 1) if rows else None}

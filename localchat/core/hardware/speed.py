@@ -35,7 +35,9 @@ Public API::
 from __future__ import annotations
 
 import json
+import math
 import re
+import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -223,8 +225,10 @@ def cached_cpu_probe(cpu_name: str, threads: int, cache_dir: Path | None = None,
                      probe: Callable[[str, int], CpuProbe] | None = None, refresh: bool = False) -> CpuProbe:
     """The CPU probe for ``cpu_name`` × ``threads``, kept per machine in ``cache_dir`` (default
     ``machine_cache_dir()``). The first ``PROBE_RUNS`` processes that ask each measure again and the cache keeps the
-    best figures seen, so a probe that ran while other programs were busy does not stick; after that it is never
-    measured again (≤ 0.5 s each time). A damaged cache file is measured over."""
+    median of what they saw, so one probe that ran while other programs were busy (or one unusually fast moment of
+    a virtual machine whose neighbours share its memory bandwidth) does not stick; after that it is never measured
+    again (≤ 0.5 s each time). Entries written before the median (best-of-runs, no ``samples``) count as one run.
+    A damaged cache file is measured over."""
     from localchat.paths import machine_cache_dir
 
     path = (cache_dir or machine_cache_dir()) / CACHE_FILE
@@ -239,23 +243,29 @@ def cached_cpu_probe(cpu_name: str, threads: int, cache_dir: Path | None = None,
         except (OSError, ValueError):
             pass
         cached: CpuProbe | None = None
-        runs = 0
+        samples: list[tuple[float, float]] = []
         hit = data.get(key)
         if isinstance(hit, dict):
             try:
                 cached = CpuProbe(str(hit["cpu_name"]), int(hit["threads"]), float(hit["read_bytes_per_s"]),
                                   float(hit["thread_flops"]), float(hit["measured_at"]), float(hit.get("seconds", 0)))
-                runs = int(hit.get("runs", 1))
+                raw = hit.get("samples")
+                samples = ([(float(r), float(f)) for r, f in raw[-PROBE_RUNS:]] if isinstance(raw, list) else
+                           [(cached.read_bytes_per_s, cached.thread_flops)])
+                if not all(0 < x < math.inf for pair in samples for x in pair) or not 0 < cached.read_bytes_per_s \
+                        < math.inf or not 0 < cached.thread_flops < math.inf:
+                    raise ValueError("not a speed")  # NaN, zero, negative: an edited file; measured over
             except (KeyError, TypeError, ValueError):
-                cached = None
-        if cached is not None and runs >= PROBE_RUNS and not refresh:
+                cached, samples = None, []
+        if cached is not None and len(samples) >= PROBE_RUNS and not refresh:
             _session_probes[key] = cached
             return cached
         fresh = (probe or probe_cpu)(cpu_name, threads)
-        result = fresh if cached is None or refresh else CpuProbe(
-            cpu_name, threads, max(fresh.read_bytes_per_s, cached.read_bytes_per_s),
-            max(fresh.thread_flops, cached.thread_flops), fresh.measured_at, fresh.seconds)
-        data[key] = {**result.to_dict(), "runs": 1 if refresh else runs + 1}
+        samples = [(fresh.read_bytes_per_s, fresh.thread_flops)] if refresh else \
+            [*samples, (fresh.read_bytes_per_s, fresh.thread_flops)][-PROBE_RUNS:]
+        result = CpuProbe(cpu_name, threads, statistics.median(r for r, _ in samples),
+                          statistics.median(f for _, f in samples), fresh.measured_at, fresh.seconds)
+        data[key] = {**result.to_dict(), "runs": len(samples), "samples": [list(x) for x in samples]}
         try:
             atomic_write_text(path, json.dumps(data, indent=1))
         except OSError:
