@@ -143,6 +143,10 @@ class ProcessLog:
         self.total = 0  # every process recorded, also those the bounded list no longer holds
         self._pending: deque[ProcessRecord] = deque()  # filled by the hook: no lock, no I/O there
         self._lock = threading.Lock()
+        try:
+            self._own_cmdline: list[str] | None = psutil.Process(self.pid).cmdline()
+        except psutil.Error:
+            self._own_cmdline = None
 
     def install(self) -> ProcessLog:
         with ProcessLog._hook_lock:
@@ -210,6 +214,8 @@ class ProcessLog:
                     continue
                 found = self._claim(child)
                 if found is None:
+                    if self._before_exec(child):
+                        continue  # a launch of ours between fork and exec: claimed by pid or command next poll
                     found = self._seen(child)
                     if found is None:
                         continue
@@ -247,6 +253,19 @@ class ProcessLog:
                     rec.command, rec.argv = f"{_command(cmdline)} (exec'd after the fork)", cmdline
                 return rec
         return None
+
+    def _before_exec(self, child: psutil.Process) -> bool:
+        """Whether ``child`` is still this program's image (forked, not yet exec'd) while a launch of ours waits
+        for its pid: ``Popen`` learns the pid only once exec has succeeded. Recorded then, it would be listed twice
+        (once as "seen running" with the app's own command)."""
+        if self._own_cmdline is None:
+            return False
+        try:
+            if child.ppid() != self.pid or child.cmdline() != self._own_cmdline:
+                return False
+        except psutil.Error:
+            return False
+        return any(r.pid is None and r.ended is None and r.how not in ("os.fork", "os.forkpty") for r in self.records)
 
     def _seen(self, child: psutil.Process) -> ProcessRecord | None:
         """A descendant no launch of ours accounts for: started by a child, or by native code."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import psutil
@@ -180,3 +181,27 @@ def test_descendants_from_the_kernels_children_files_equal_psutils_scan(monkeypa
         child.stdin.close()
         child.wait(30)
         child.stdout.close()
+
+
+def test_a_launch_seen_between_fork_and_exec_is_listed_once() -> None:
+    """Between fork and exec a child still runs this program's image, and with vfork its ``Popen`` has no pid yet:
+    a poll at that moment must wait for the exec rather than record a second, "seen running" process with the app's
+    own command (seen in the window's test: the poll thread ran inside that window every time)."""
+    from localchat.core.privacy.processes import ProcessRecord
+
+    log = ProcessLog()  # not installed: this test places the launch record itself
+    child = subprocess.Popen([sys.executable, "-c", WAIT_FOR_STDIN], stdin=subprocess.PIPE)
+    assert child.stdin is not None
+    try:
+        log._own_cmdline = psutil.Process(child.pid).cmdline()  # the child as the fork of this program it was
+        launch = ProcessRecord("python -c …", time.time(), "subprocess.Popen", argv=["not", "yet", "exec'd"])
+        log.records.append(launch)
+        log.total = 1
+        log.poll()
+        assert [r.how for r in log.records] == ["subprocess.Popen"] and log.total == 1  # waited
+        launch.ended = time.time()  # no launch waits for a pid any more: the same child is a descendant of its own
+        log.poll()
+        assert [(r.pid, r.how) for r in log.records][-1] == (child.pid, "seen running")
+    finally:
+        child.stdin.close()
+        child.wait(30)
