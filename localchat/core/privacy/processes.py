@@ -256,8 +256,9 @@ class ProcessLog:
 
     def _before_exec(self, child: psutil.Process) -> bool:
         """Whether ``child`` is still this program's image (forked, not yet exec'd) while a launch of ours waits
-        for its pid: ``Popen`` learns the pid only once exec has succeeded. Recorded then, it would be listed twice
-        (once as "seen running" with the app's own command)."""
+        for its pid (with vfork, ``Popen`` learns the pid only once the child has exec'd). Recorded then, it would
+        be listed twice (once as "seen running" with the app's own command); the wait lasts one poll at most, as
+        a launch with neither pid nor living ``Popen`` is marked ended in the same poll."""
         if self._own_cmdline is None:
             return False
         try:
