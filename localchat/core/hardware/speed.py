@@ -252,8 +252,8 @@ def cached_cpu_probe(cpu_name: str, threads: int, cache_dir: Path | None = None,
                 raw = hit.get("samples")
                 samples = ([(float(r), float(f)) for r, f in raw[-PROBE_RUNS:]] if isinstance(raw, list) else
                            [(cached.read_bytes_per_s, cached.thread_flops)])
-                if not all(0 < x < math.inf for pair in samples for x in pair) or not 0 < cached.read_bytes_per_s \
-                        < math.inf or not 0 < cached.thread_flops < math.inf:
+                figures = [cached.read_bytes_per_s, cached.thread_flops, *(x for pair in samples for x in pair)]
+                if not all(0 < x < math.inf for x in figures):
                     raise ValueError("not a speed")  # NaN, zero, negative: an edited file; measured over
             except (KeyError, TypeError, ValueError):
                 cached, samples = None, []
