@@ -91,8 +91,15 @@ class ApiSwitch(QObject):
         return (self.host.queued if self.host is not None else 0) + self.driver.turns.waiting
 
     def start(self, port: int = DEFAULT_PORT) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
+        t = self._thread
+        if t is not None and t.is_alive():
+            if self.state not in ("off", "error"):
+                return  # starting, serving or stopping: that server stays
+            # it reported its end and is returning: the switch turned on again at once must not be ignored
+            t.join(5)
+            if t.is_alive():
+                self._set("error", "the previous server has not stopped yet; try again in a moment")
+                return
         self._stop.clear()
         self._set("starting", f"starting on {DEFAULT_HOST}:{port}…")
         self._thread = threading.Thread(target=self._run, args=(port,), name="api-server", daemon=True)

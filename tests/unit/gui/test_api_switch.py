@@ -322,6 +322,25 @@ def test_port_in_use_is_a_one_line_error(qtbot, w: MainWindow) -> None:
         busy.close()
 
 
+def test_on_again_while_the_last_server_thread_is_still_returning(qtbot, w: MainWindow) -> None:
+    """The server reports "off" as its last act, so the switch can be turned on again before that thread has
+    returned; the new start waits the moment it takes instead of being ignored (a CI run stuck there)."""
+    panel = w.api.panel
+    assert panel is not None
+    if w.api.state == "serving":
+        panel.toggle.setChecked(False)
+        qtbot.waitUntil(lambda: w.api.state == "off", timeout=TIMEOUT)
+    returning = threading.Thread(target=threading.Event().wait, args=(0.5,))  # stands for the ending thread
+    returning.start()
+    w.api._thread = returning
+    panel.port.setValue(0)
+    panel.toggle.setChecked(True)
+    qtbot.waitUntil(lambda: w.api.state == "serving", timeout=TIMEOUT)
+    assert not returning.is_alive() and panel.toggle.isChecked()
+    panel.toggle.setChecked(False)
+    qtbot.waitUntil(lambda: w.api.state == "off", timeout=TIMEOUT)
+
+
 def test_off_releases_the_port(qtbot, serving: MainWindow) -> None:
     w = serving
     port = int(w.api.url.rsplit(":", 1)[1].split("/")[0])
